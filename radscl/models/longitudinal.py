@@ -97,9 +97,10 @@ def _parse_dates(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     parsed = pd.to_datetime(frame[column], errors="coerce")
     bad = parsed.isna()
     if bad.any():
+        count = int(bad.sum())
         raise DataError(
-            f"{source}: column '{column}' has {int(bad.sum())} values that are not "
-            f"dates (first at data row {_data_row(frame, bad)})"
+            f"{source}: column '{column}' is not a date in {count} "
+            f"row{'s' if count > 1 else ''} (first at data row {_data_row(frame, bad)})"
         )
     return parsed.dt.normalize()
 
@@ -645,6 +646,9 @@ DEFAULT_OPTIMIZERS: tuple[str, ...] = ("bfgs", "lbfgs", "cg", "powell", "nm")
 # A random-effect variance this small relative to the residual variance (after
 # scaling by the size of its design column) is a fit on the boundary.
 _BOUNDARY_RELATIVE_VARIANCE = 1e-6
+# A correlation of the random intercept and slope this close to +/-1 makes
+# their covariance singular: also a boundary fit.
+_BOUNDARY_CORRELATION = 0.999
 
 
 @dataclasses.dataclass
@@ -789,22 +793,27 @@ def _fit_candidates(
     exog_re: np.ndarray,
     start: Any | None,
 ) -> tuple[Any, str, bool, list[str]]:
-    """Fit with each optimiser in turn; return the first clean fit or the best."""
+    """Fit with each optimiser in turn; return the first clean fit or the best.
+
+    Each attempt starts where the previous one stopped (as statsmodels does
+    when given several methods). A fit that stalls on the boundary of the
+    parameter space (a singular random-effects covariance) defeats the
+    gradient methods, whose step never meets their gradient tolerance there,
+    so Powell's derivative-free search is tried next.
+    """
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    attempts = [(method, start) for method in optimizers]
-    if start is not None:
-        attempts.append((optimizers[0], None))
+    remaining = list(optimizers)
+    attempts_start = start
     tried: list[tuple[Any, str, list[str]]] = []
     failures: list[str] = []
-    for method, start_params in attempts:
-        if start_params is None and start is not None:
-            method = f"{method} (default start)"
+    while remaining:
+        method = remaining.pop(0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 result = model.fit(
-                    reml=reml, method=[method.split()[0]], start_params=start_params
+                    reml=reml, method=[method], start_params=attempts_start
                 )
             except (np.linalg.LinAlgError, ValueError, OverflowError) as error:
                 failures.append(f"{method}: {error}")
@@ -841,6 +850,11 @@ def _fit_candidates(
         if result.converged and not hard:
             return result, method, True, []
         tried.append((result, method, hard or problems))
+        if finite:
+            attempts_start = result.params_object
+        if on_boundary and "powell" in remaining:
+            remaining.remove("powell")
+            remaining.insert(0, "powell")
 
     usable = [t for t in tried if np.all(np.isfinite(t[0].bse_fe))]
     if not usable:
@@ -856,10 +870,21 @@ def _fit_candidates(
 def _boundary_terms(
     result: Any, exog_re: np.ndarray, names: Sequence[str]
 ) -> list[str]:
+    """Random effects whose covariance sits on the edge of the parameter space.
+
+    A variance that is negligible next to the residual variance (scaled by
+    the size of its design column, so the test does not depend on units), or
+    a correlation of +/-1 between two random effects.
+    """
     cov_re = np.asarray(result.cov_re)
     column_size = np.mean(exog_re**2, axis=0)
     relative = np.diag(cov_re) * column_size / result.scale
-    return [names[k] for k in np.flatnonzero(relative < _BOUNDARY_RELATIVE_VARIANCE)]
+    terms = [names[k] for k in np.flatnonzero(relative < _BOUNDARY_RELATIVE_VARIANCE)]
+    if cov_re.shape[0] == 2 and not terms:
+        correlation = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1])
+        if abs(correlation) > _BOUNDARY_CORRELATION:
+            terms.append(f"{names[0]} and {names[1]} (correlation {correlation:+.4f})")
+    return terms
 
 
 def fit_mixed_trajectory(
@@ -919,12 +944,16 @@ def fit_mixed_trajectory(
         If there are too few patients or visits, or no optimiser yields a
         usable fit.
     ParameterError
-        If ``optimizers`` is empty.
+        If ``optimizers`` is empty or names an unknown method.
     """
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    if not optimizers:
-        raise ParameterError("optimizers must name at least one scipy.optimize method")
+    unknown = [m for m in optimizers if m not in DEFAULT_OPTIMIZERS]
+    if not optimizers or unknown:
+        raise ParameterError(
+            f"optimizers must be among {', '.join(DEFAULT_OPTIMIZERS)}, but found "
+            f"{', '.join(map(str, optimizers)) or 'none'}"
+        )
     columns = [group, time, outcome] + ([biomarker_z] if biomarker_z else [])
     frame = data[columns].dropna().sort_values([group, time], kind="stable")
     n_patients = frame[group].nunique()
@@ -970,9 +999,10 @@ def fit_mixed_trajectory(
     on_boundary = _boundary_terms(result, exog_re, re_names)
     if on_boundary:
         warnings.warn(
-            f"mixed model of '{outcome}': the random-effect variance of "
-            f"{', '.join(on_boundary)} is estimated at zero (boundary of the "
-            "parameter space); fixed-effect intervals may be too narrow, "
+            f"mixed model of '{outcome}': the random-effects covariance is on the "
+            f"boundary of the parameter space for {', '.join(on_boundary)} (a "
+            "variance estimated at zero or a correlation of +/-1); the data do not "
+            "support that random effect, fixed-effect intervals may be too narrow, "
             "consider random_slope=False",
             MixedModelConvergenceWarning,
             stacklevel=2,
