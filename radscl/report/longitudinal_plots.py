@@ -219,6 +219,9 @@ def plot_change_vs_outcome(
         s=18,
         label="censored",
     )
+    from matplotlib.ticker import MaxNLocator
+
+    scatter_ax.xaxis.set_major_locator(MaxNLocator(6))
     scatter_ax.set_xlabel(change_label)
     scatter_ax.set_ylabel(f"years to {outcome_label} or censoring")
     scatter_ax.legend(fontsize=8)
