@@ -234,6 +234,8 @@ def longitudinal(
     features_name = pathlib.Path(features_path).name
     lung_function_name = pathlib.Path(lung_function_path).name
     out = pathlib.Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{out_dir}: --out must be a folder, but it is a file")
     out.mkdir(parents=True, exist_ok=True)
 
     changes = lg.scan_changes(
