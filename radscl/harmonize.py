@@ -69,6 +69,7 @@ Known limitations
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -99,6 +100,13 @@ DEFAULT_BATCH_COLUMNS: tuple[str, ...] = (
 #: harmonised unless named explicitly.
 ACQUISITION_COLUMNS: frozenset[str] = frozenset(
     {"slice_thickness_mm", "slice_interval_mm", "contiguous", "scan_index"}
+)
+
+#: Names of the imaging features radscl writes (``features.csv``, with zone
+#: variants) and pyradiomics columns with their ``rad_`` prefix.
+IMAGING_FEATURE_PATTERN = re.compile(
+    r"^(lung_\w*volume\w*_ml|airway_\w+|vessel_\w+|fibrosis_extent\w*_pct"
+    r"|haa\w*_pct|laa950\w*_pct|mld\w*_hu|hist_(skewness|kurtosis)\w*|rad_\w+)$"
 )
 
 METHODS: tuple[str, ...] = ("parametric", "nonparametric")
@@ -181,7 +189,8 @@ def make_batch(
         raise DataError(f"batch column(s) not in the table: {', '.join(missing)}")
     if small not in _SMALL_BATCH_POLICIES:
         raise ParameterError(
-            f"small must be one of {', '.join(_SMALL_BATCH_POLICIES)}, but found {small!r}"
+            f"small must be one of {', '.join(_SMALL_BATCH_POLICIES)}, "
+            f"but found {small!r}"
         )
     if min_size is None:
         min_size = max(3, n_covariates + 2)
@@ -235,6 +244,26 @@ def _small_batches(labels: np.ndarray, min_size: int) -> dict[str, int]:
 
 def _describe(sizes: dict[str, int]) -> str:
     return ", ".join(f"{label!r} ({n} rows)" for label, n in sizes.items())
+
+
+def imaging_feature_columns(columns: Sequence[str]) -> list[str]:
+    """Return the columns named like radscl's imaging features, in order.
+
+    A ``features.csv`` may carry clinical columns from the manifest (age,
+    outcome); harmonising those would be wrong, so tools that read a whole
+    table pick features by name with this function.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        Column names of a table.
+
+    Returns
+    -------
+    list of str
+        Names matching :data:`IMAGING_FEATURE_PATTERN`.
+    """
+    return [str(c) for c in columns if IMAGING_FEATURE_PATTERN.match(str(c))]
 
 
 def _label_part(values: pd.Series) -> np.ndarray:
@@ -496,7 +525,8 @@ class ComBat(TransformerMixin, BaseEstimator):
             self.gamma_star_.to_numpy(),
             self.delta_star_.to_numpy(),
         )
-        unestimated = np.isfinite(values) & ~np.isfinite(adjusted)
+        skipped = np.isin(self.features_, self.skipped_features_)
+        unestimated = np.isfinite(values) & ~np.isfinite(adjusted) & ~skipped
         if unestimated.any():
             rows, cols = np.nonzero(unestimated)
             pairs = sorted(
@@ -829,7 +859,7 @@ def _remaining_effect_z(
 def _fit_standardisation(
     values: np.ndarray, batch_codes: np.ndarray, n_batches: int, design: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Batch-and-covariate least squares on the rows where a group of features is present.
+    """Least squares on batch and covariates where a group of features is present.
 
     Returns the grand mean (batch effects averaged with weights proportional
     to batch size), the covariate effects and the pooled residual variance
@@ -996,19 +1026,17 @@ def _parametric_posterior(
     )
     g_old = g_hat.copy()
 
-    for n_iter in range(1, max_iter + 1):
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
         g_new = _posterior_mean(g_hat, gamma_bar, n, d_old, tau2)
         sum2 = np.nansum((values - g_new) ** 2, axis=0)
         d_new = (0.5 * sum2 + prior_b) / (n / 2.0 + prior_a - 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            change = max(
-                np.nanmax(np.abs(g_new - g_old) / np.abs(g_old)),
-                np.nanmax(np.abs(d_new - d_old) / d_old),
-            )
+        change = max(_relative_change(g_new, g_old), _relative_change(d_new, d_old))
         g_old, d_old = g_new, d_new
         if change <= tol:
             break
-    else:
+    if change > tol:
         warnings.warn(
             f"ComBat's parametric prior did not converge in {max_iter} iterations "
             f"(relative change {change:.2g}); raise max_iter or tol",
@@ -1021,6 +1049,14 @@ def _parametric_posterior(
     gamma_star[usable] = g_old
     delta_star[usable] = d_old
     return gamma_star, delta_star, n_iter
+
+
+def _relative_change(new: np.ndarray, old: np.ndarray) -> float:
+    # An exact zero has no relative change; it cannot hold the iteration up.
+    moved = np.abs(new - old)
+    scale = np.abs(old)
+    ratio = np.divide(moved, scale, out=np.zeros_like(moved), where=scale > 0)
+    return float(np.max(ratio, initial=0.0))
 
 
 def _nonparametric_prior(
