@@ -96,9 +96,18 @@ def plot_batch_distributions(
 
     batches = sorted(before[batch].astype(str).unique())
     labels = [_short(b) for b in batches]
-    height = 0.9 + len(features) * (0.6 + 0.28 * len(batches))
-    figure = Figure(figsize=(11, height), layout="constrained")
+    height = 1.2 + len(features) * (0.6 + 0.28 * len(batches))
+    figure = Figure(figsize=(11, height))
     axes = figure.subplots(len(features), 2, squeeze=False, sharey=True)
+    # Fixed margins: a constrained layout takes seconds with thousands of points.
+    figure.subplots_adjust(
+        left=0.27,
+        right=0.985,
+        top=1 - 0.8 / height,
+        bottom=0.35 / height,
+        wspace=0.04,
+        hspace=0.55 / (0.6 + 0.28 * len(batches)),
+    )
 
     for row, name in enumerate(features):
         limits = _limits(before[name], after[name])
@@ -123,15 +132,15 @@ def plot_batch_distributions(
                 boxprops={"facecolor": "#dbe7f3" if stage == "before" else "#dcefdc"},
                 medianprops={"color": "black"},
             )
-            for i in drawn:
-                jitter = (
-                    np.linspace(-0.18, 0.18, groups[i].size)
-                    if groups[i].size > 1
-                    else 0.0
+            points = np.concatenate([groups[i] for i in drawn]) if drawn else []
+            heights = (
+                np.concatenate(
+                    [i + np.linspace(-0.18, 0.18, groups[i].size) for i in drawn]
                 )
-                axis.plot(
-                    groups[i], i + jitter, ".", color="0.35", markersize=2, alpha=0.5
-                )
+                if drawn
+                else []
+            )
+            axis.plot(points, heights, ".", color="0.35", markersize=2, alpha=0.5)
             if limits is not None:
                 axis.set_xlim(limits)
             axis.tick_params(axis="x", labelsize=7)
