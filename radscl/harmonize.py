@@ -211,8 +211,12 @@ def make_batch(
         mergeable = [label for label in too_small if depth[labels == label][0] > 1]
         if not mergeable:
             break
+        depth_before = depth.copy()
         for label in mergeable:
             rows = labels == label
+            if (depth[rows] != depth_before[rows]).any():
+                # Already merged in this pass with a sibling; judged again next pass.
+                continue
             shorter = depth[rows][0] - 1
             prefix = parts[rows][0, :shorter]
             siblings = (parts[:, :shorter] == prefix).all(axis=1)
@@ -305,7 +309,10 @@ class ComBat(TransformerMixin, BaseEstimator):
     method : {"parametric", "nonparametric"}
         Empirical Bayes prior of the batch effects: normal and inverse-gamma
         (parametric), or the empirical distribution of the other features'
-        effects (non-parametric, slower and better for skewed effects).
+        effects (non-parametric). The non-parametric prior suits hundreds of
+        features (radiomics); with a handful it cannot reach a batch effect
+        unlike the other features' and under-corrects it, which a
+        :class:`HarmonizationWarning` reports.
     mean_only : bool
         Adjust the location only and leave the scale of each batch alone, for
         when variances may differ between batches for biological reasons.

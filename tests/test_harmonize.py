@@ -120,6 +120,23 @@ def test_make_batch_merges_a_small_batch_into_its_scanner():
     assert (labels.iloc[6:] == "B|GE|LUNG|contiguous").all()
 
 
+def test_make_batch_merges_no_further_than_needed():
+    table = pd.DataFrame(
+        {
+            "centre": ["A"] * 9,
+            "kernel": ["B70f"] * 4 + ["B30f"] * 5,
+            "contiguous": [True, True, False, False] + [True] * 5,
+        }
+    )
+
+    with pytest.warns(SmallBatchWarning):
+        labels = make_batch(table, ["centre", "kernel", "contiguous"])
+
+    # Both B70f batches are small; merging one makes a B70f batch of 4, which
+    # is enough: the B30f scans keep their own batch.
+    assert list(labels) == ["A|B70f"] * 4 + ["A|B30f|contiguous"] * 5
+
+
 def test_make_batch_small_batch_threshold_follows_covariates():
     table = _scanner_table()
 
