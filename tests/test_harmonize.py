@@ -271,6 +271,22 @@ def test_mean_only_corrects_the_posterior_of_neurocombat(reference_data, monkeyp
     assert p_ours.min() > 0.5
 
 
+def test_nonparametric_prior_does_not_underflow_in_large_batches():
+    # neuroCombat's likelihood underflows to 0/0 = NaN for batches this large.
+    rng = np.random.default_rng(8)
+    batch = np.repeat(["a", "b"], 800)
+    shift = np.where(batch == "b", 1.0, 0.0)[:, None] * rng.uniform(0.5, 1.5, 40)
+    table = pd.DataFrame(rng.normal(0, 1, (1600, 40)) + shift).add_prefix("f")
+    table["batch"] = batch
+
+    harmonised = ComBat(method="nonparametric").fit_transform(table)
+
+    features = [f"f{i}" for i in range(40)]
+    assert np.isfinite(harmonised[features].to_numpy()).all()
+    means = harmonised.groupby("batch")[features].mean()
+    assert (means.loc["b"] - means.loc["a"]).abs().max() < 0.2
+
+
 # ------------------------------------------------------------ cohort ground truth
 
 
