@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -366,3 +367,193 @@ def longitudinal(
                 f"ratio p = {full['lr_p']:.3g} -> {out / 'landmark_comparison.csv'}"
             )
     return EXIT_OK
+
+
+@cli.command("harmonize")
+@click.argument("features_file", metavar="FEATURES", type=click.Path(path_type=Path))
+@click.option(
+    "--batch",
+    "batch_columns",
+    required=True,
+    help="Batch column, or comma-separated scan metadata columns combined into "
+    "one batch label (e.g. centre,manufacturer,kernel,contiguous).",
+)
+@click.option(
+    "--covariates",
+    default="",
+    help="Comma-separated biological covariates to keep (e.g. age,sex,fvc_pct).",
+)
+@click.option(
+    "--features",
+    "feature_columns",
+    default=None,
+    help="Comma-separated feature columns to harmonise; by default the columns "
+    "named like radscl's imaging features (mld_hu, fibrosis_extent_pct, rad_*, ...).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["parametric", "nonparametric"]),
+    default="parametric",
+    show_default=True,
+    help="Empirical Bayes prior of the batch effects.",
+)
+@click.option("--mean-only", is_flag=True, help="Adjust batch means only, not scales.")
+@click.option(
+    "--small-batches",
+    type=click.Choice(["merge", "keep", "error"]),
+    default="merge",
+    show_default=True,
+    help="With several --batch columns, what to do with a batch too small to "
+    "estimate: merge it with the batches sharing all but its last label, keep it, "
+    "or stop.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Harmonised table (.csv or .parquet); the diagnostics CSV and picture "
+    "are written next to it.",
+)
+@click.pass_context
+def harmonize(
+    ctx: click.Context,
+    features_file: Path,
+    batch_columns: str,
+    covariates: str,
+    feature_columns: str | None,
+    method: str,
+    mean_only: bool,
+    small_batches: str,
+    out: Path,
+) -> int:
+    """Remove centre, scanner and kernel effects from FEATURES with ComBat.
+
+    FEATURES is a table (.csv or .parquet) with one row per scan. Writes the
+    harmonised table to --out, and beside it OUT_diagnostics.csv (per-feature
+    tests of batch differences before and after) and OUT_batches.png
+    (distributions by batch of the most affected features).
+    """
+    import warnings
+
+    from radscl.errors import DataError
+    from radscl.errors import ParameterError
+    from radscl.errors import RadsclWarning
+    from radscl.harmonize import ComBat
+    from radscl.harmonize import compare_batch_effects
+    from radscl.harmonize import imaging_feature_columns
+    from radscl.harmonize import make_batch
+    from radscl.report.harmonize_plots import plot_batch_distributions
+    from radscl.report.harmonize_plots import select_features
+
+    table = _read_table(features_file)
+    out_format = _table_format(out, "--out")
+    batch_list = _split_columns(batch_columns)
+    covariate_list = _split_columns(covariates)
+    feature_list = None
+    if feature_columns is not None:
+        feature_list = _split_columns(feature_columns)
+    if not batch_list:
+        raise ParameterError("--batch must name at least one column")
+    if feature_list is None:
+        # Clinical columns carried from a manifest must not be harmonised.
+        excluded = {*batch_list, *covariate_list}
+        named = imaging_feature_columns(table.columns)
+        feature_list = [c for c in named if c not in excluded]
+        if not feature_list:
+            raise DataError(
+                f"{features_file}: no column named like an imaging feature; "
+                "name the columns to harmonise with --features"
+            )
+    if not out.parent.is_dir():
+        raise DataError(f"{out.parent}: output folder does not exist")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RadsclWarning)
+        if len(batch_list) == 1:
+            batch = batch_list[0]
+        else:
+            batch = "batch"
+            if batch in table.columns:
+                raise DataError(
+                    f"{features_file}: column 'batch' exists; pass it as --batch batch "
+                    "or rename it"
+                )
+            table[batch] = make_batch(
+                table, batch_list, n_covariates=len(covariate_list), small=small_batches
+            )
+        combat = ComBat(
+            batch=batch,
+            covariates=covariate_list,
+            features=feature_list,
+            method=method,
+            mean_only=mean_only,
+        )
+        harmonised = combat.fit_transform(table)
+        diagnostics = compare_batch_effects(
+            table, harmonised, batch, covariate_list, combat.features_
+        )
+    for warning in caught:
+        if issubclass(warning.category, RadsclWarning) and not ctx.obj.get("quiet"):
+            click.echo(f"radscl: warning: {_one_line(str(warning.message))}", err=True)
+
+    stem = out.with_suffix("")
+    diagnostics_path = stem.parent / f"{stem.name}_diagnostics.csv"
+    picture_path = stem.parent / f"{stem.name}_batches.png"
+    if out_format == "parquet":
+        harmonised.to_parquet(out)
+    else:
+        harmonised.to_csv(out, index=False)
+    diagnostics.to_csv(diagnostics_path, index=False)
+    plot_batch_distributions(
+        table,
+        harmonised,
+        batch,
+        select_features(diagnostics),
+        picture_path,
+        diagnostics=diagnostics,
+    )
+
+    before = int((diagnostics["kruskal_p_before"] < 0.05).sum())
+    after = int((diagnostics["kruskal_p_after"] < 0.05).sum())
+    if not ctx.obj.get("quiet"):
+        click.echo(
+            f"harmonised {len(combat.features_)} features over "
+            f"{len(combat.batches_)} batches ({len(table)} rows); features with a "
+            f"batch difference at p < 0.05: {before} before, {after} after"
+        )
+        click.echo(f"wrote {out}, {diagnostics_path.name}, {picture_path.name}")
+    return EXIT_OK
+
+
+def _split_columns(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _table_format(path: Path, option: str) -> str:
+    from radscl.errors import ParameterError
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ParameterError(
+        f"{option} {path}: unknown table format {suffix or '(none)'}; "
+        "use .csv or .parquet"
+    )
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    from radscl.errors import DataError
+
+    table_format = _table_format(path, "FEATURES")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if table_format == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot be read as {table_format}: {error}") from None
