@@ -45,9 +45,7 @@ def _configure_logging(verbosity: int, quiet: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="radscl")
-@click.option(
-    "-v", "--verbose", count=True, help="More log output (-v info, -vv debug)."
-)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
