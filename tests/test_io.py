@@ -628,6 +628,17 @@ def test_jpeg_lossless_slices_are_read_through_gdcm(tmp_path, dicom_dir, volume)
     assert scan.quality == []
 
 
+def test_rle_slices_are_decoded_by_pydicom(dicom_dir, volume):
+    path = sorted(dicom_dir.iterdir())[7]
+    ds = pydicom.dcmread(path)
+    ds.compress(pydicom.uid.RLELossless)
+    ds.save_as(path, enforce_file_format=True)
+
+    scan = load_scan(dicom_dir)
+
+    np.testing.assert_array_equal(scan.hounsfield, volume)
+
+
 def test_no_identifier_reaches_metadata_findings_logs_or_errors(
     tmp_path, volume, caplog
 ):

@@ -86,6 +86,14 @@ _HEADER_TAGS = [
     "SeriesDate",
     "StudyDate",
     "ContentDate",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
 ]
 
 _PIXEL_TAGS = [
@@ -106,6 +114,9 @@ _PIXEL_TAGS = [
     "PixelData",
 ]
 
+_EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", _EXPLICIT_LITTLE}
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 _MULTI_FRAME = "multi-frame image (not supported)"
 # reasons that rule a series out even when it is asked for by name
 _UNLOADABLE = {
@@ -260,6 +271,15 @@ class _Header:
     instance_number: int | None
     gantry_tilt: float | None
     compressed: bool
+    # where the pixel data element starts, for a direct read of uncompressed
+    # little-endian 16-bit slices; None when pydicom must decode the slice
+    pixel_offset: int | None
+    explicit_vr: bool
+    signed: bool
+    bits_stored: int
+    slope: float | None
+    intercept: float | None
+    padding: tuple[int, int] | None
 
 
 @dataclasses.dataclass
@@ -298,8 +318,8 @@ def _read_headers(
                 # pydicom warns about non-conformant values; their text may quote
                 # identifiers, so the warnings are not passed on
                 warnings.simplefilter("ignore")
-                ds = _read_header_dataset(file)
-                header = None if ds is None else _header_from_dataset(file, ds)
+                ds, offset = _read_header_dataset(file)
+                header = None if ds is None else _header_from_dataset(file, ds, offset)
         except Exception as error:  # any parse failure means a corrupt file
             corrupt.append((file, _describe_read_error(error)))
             continue
@@ -315,25 +335,32 @@ def _read_headers(
     return headers, corrupt
 
 
-def _read_header_dataset(file: Path) -> Any | None:
-    """The header of a DICOM file without its pixel data; None if not DICOM."""
+def _read_header_dataset(file: Path) -> tuple[Any | None, int]:
+    """The header of a DICOM file without its pixel data, and the file offset
+    where reading stopped (the pixel data element, if any); None if not DICOM.
+    """
     pydicom = import_pydicom()
     from pydicom.errors import InvalidDicomError
 
-    try:
-        return pydicom.dcmread(
-            file, stop_before_pixels=True, specific_tags=_HEADER_TAGS
-        )
-    except InvalidDicomError:
-        if not _may_lack_preamble(file):
-            return None
-    try:
-        ds = pydicom.dcmread(
-            file, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True
-        )
-    except Exception:  # forced parsing of a file that is not DICOM at all
-        return None
-    return ds if "SOPClassUID" in ds and "Rows" in ds else None
+    with open(file, "rb") as handle:
+        try:
+            ds = pydicom.dcmread(
+                handle, stop_before_pixels=True, specific_tags=_HEADER_TAGS
+            )
+            return ds, handle.tell()
+        except InvalidDicomError:
+            if not _may_lack_preamble(file):
+                return None, 0
+        handle.seek(0)
+        try:
+            ds = pydicom.dcmread(
+                handle, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True
+            )
+        except Exception:  # forced parsing of a file that is not DICOM at all
+            return None, 0
+        if "SOPClassUID" not in ds or "Rows" not in ds:
+            return None, 0
+        return ds, handle.tell()
 
 
 def _may_lack_preamble(file: Path) -> bool:
@@ -379,7 +406,7 @@ def _describe_read_error(error: Exception) -> str:
     return f"corrupt DICOM file ({type(error).__name__})"
 
 
-def _header_from_dataset(path: Path, ds: Any) -> _Header:
+def _header_from_dataset(path: Path, ds: Any, pixel_offset: int) -> _Header:
     file_meta = getattr(ds, "file_meta", None)
     sop_class = str(
         ds.get("SOPClassUID")
@@ -405,6 +432,13 @@ def _header_from_dataset(path: Path, ds: Any) -> _Header:
     spacing = _vector(ds.get("PixelSpacing"), 2)
     kernel_values = [str(v).strip() for v in _values(ds.get("ConvolutionKernel"))]
     transfer_syntax = file_meta.get("TransferSyntaxUID") if file_meta else None
+    native = (
+        str(transfer_syntax or "1.2.840.10008.1.2") in _NATIVE_SYNTAXES
+        and _int(ds, "BitsAllocated") == 16
+        and (_int(ds, "SamplesPerPixel") or 1) == 1
+        and (_int(ds, "NumberOfFrames") or 1) == 1
+    )
+    signed = _int(ds, "PixelRepresentation") == 1
 
     return _Header(
         path=path,
@@ -432,6 +466,13 @@ def _header_from_dataset(path: Path, ds: Any) -> _Header:
         instance_number=_int(ds, "InstanceNumber"),
         gantry_tilt=_float(ds, "GantryDetectorTilt"),
         compressed=bool(transfer_syntax is not None and transfer_syntax.is_compressed),
+        pixel_offset=pixel_offset if native else None,
+        explicit_vr=str(transfer_syntax) == _EXPLICIT_LITTLE,
+        signed=signed,
+        bits_stored=_int(ds, "BitsStored") or 16,
+        slope=_float(ds, "RescaleSlope"),
+        intercept=_float(ds, "RescaleIntercept"),
+        padding=_padding_range(ds, signed),
     )
 
 
@@ -872,8 +913,6 @@ def _read_slices(
     Returns the volume, the indices read, the failures, notes about rescaling
     and the number of padding voxels set to air.
     """
-    pydicom = import_pydicom()
-
     rows, columns = members[0].rows, members[0].columns
     volume = np.empty((len(members), rows, columns), dtype=np.int16)
     kept = []
@@ -882,30 +921,16 @@ def _read_slices(
     padding_count = 0
     for index, header in enumerate(members):
         try:
-            with warnings.catch_warnings():
-                # see _read_headers: warning texts may quote identifiers
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(header.path, force=True, specific_tags=_PIXEL_TAGS)
-                stored = _stored_pixels(ds, header)
-                slope = _float(ds, "RescaleSlope")
-                intercept = _float(ds, "RescaleIntercept")
-                if slope is None or intercept is None:
-                    missing_rescale += 1
-                    slope, intercept = 1.0, 0.0
-                if stored is None:
-                    hounsfield = _pixels_via_sitk(header.path)
-                    padding = _padding_mask(ds, hounsfield, slope, intercept)
-                else:
-                    hounsfield = _rescale(stored, slope, intercept)
-                    padding = _padding_mask(ds, stored)
+            hounsfield, padding, rescaled = _slice_hounsfield(header)
         except Exception as error:  # a broken slice is left out, the rest load
             failed.append((header.path, _describe_pixel_error(error)))
             continue
         if hounsfield.shape != (rows, columns):
             failed.append((header.path, f"image size {hounsfield.shape} differs"))
             continue
+        missing_rescale += not rescaled
         if padding is not None:
-            padding_count += int(padding.sum())
+            padding_count += int(np.count_nonzero(padding))
             hounsfield[padding] = AIR_HU
         np.clip(hounsfield, -32768, 32767, out=hounsfield)
         volume[index] = hounsfield
@@ -924,43 +949,69 @@ def _read_slices(
     return volume, kept, failed, notes, padding_count
 
 
-def _stored_pixels(ds: Any, header: _Header) -> np.ndarray | None:
-    """Stored values of one slice, or None when pydicom cannot decode them."""
-    if "PixelData" not in ds:
-        raise ValueError("no pixel data")
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    bits = int(ds.get("BitsAllocated", 16))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    native = (
-        not header.compressed and bits == 16 and int(ds.get("SamplesPerPixel", 1)) == 1
-    )
-    if native:
-        # the common case, read straight from the buffer (3x faster than
-        # pixel_array on uncompressed slices)
-        raw = ds.PixelData
-        expected = rows * columns * 2
-        if len(raw) < expected:
-            raise EOFError("pixel data shorter than the image size")
-        file_meta = getattr(ds, "file_meta", None)
-        syntax = file_meta.get("TransferSyntaxUID") if file_meta else None
-        order = ">" if syntax is not None and not syntax.is_little_endian else "<"
-        dtype = np.dtype(f"{order}{'i2' if signed else 'u2'}")
-        stored = np.frombuffer(raw, dtype=dtype, count=rows * columns)
-        stored = stored.reshape(rows, columns).astype(np.int32)
-        bits_stored = int(ds.get("BitsStored", 16))
-        if bits_stored < 16:
-            if signed:
-                shift = 32 - bits_stored
-                stored = (stored << shift) >> shift
-            else:
-                stored &= (1 << bits_stored) - 1
-        return stored
-    try:
-        return np.asarray(ds.pixel_array).astype(np.int32)
-    except (NotImplementedError, RuntimeError):
-        if header.compressed:
-            return None  # no pydicom decoder; GDCM (SimpleITK) reads it
-        raise
+def _slice_hounsfield(
+    header: _Header,
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """One slice in Hounsfield units (int32), its padding mask, and whether
+    the file had rescale tags."""
+    rescaled = header.slope is not None and header.intercept is not None
+    slope = header.slope if rescaled else 1.0
+    intercept = header.intercept if rescaled else 0.0
+    if header.pixel_offset is not None:
+        stored = _read_native_pixels(header)
+        return (
+            _rescale(stored, slope, intercept),
+            _padding_mask(header, stored),
+            rescaled,
+        )
+
+    pydicom = import_pydicom()
+    with warnings.catch_warnings():
+        # see _read_headers: warning texts may quote identifiers
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(header.path, force=True, specific_tags=_PIXEL_TAGS)
+        if "PixelData" not in ds:
+            raise ValueError("no pixel data")
+        try:
+            stored = np.asarray(ds.pixel_array).astype(np.int32)
+        except (NotImplementedError, RuntimeError):
+            if not header.compressed:
+                raise
+            # no pydicom decoder for this syntax; GDCM reads it, rescaled
+            hounsfield = _pixels_via_sitk(header.path)
+            return (
+                hounsfield,
+                _padding_mask(header, hounsfield, slope, intercept),
+                rescaled,
+            )
+    return _rescale(stored, slope, intercept), _padding_mask(header, stored), rescaled
+
+
+def _read_native_pixels(header: _Header) -> np.ndarray:
+    """Stored values of an uncompressed little-endian 16-bit slice, read
+    straight from the file at the offset found while reading the header."""
+    count = header.rows * header.columns
+    with open(header.path, "rb") as handle:
+        handle.seek(header.pixel_offset)
+        element = handle.read(12 if header.explicit_vr else 8)
+        if element[:4] != _PIXEL_DATA_TAG:
+            raise ValueError("no pixel data")
+        length = int.from_bytes(element[-4:], "little")
+        if length == 0xFFFFFFFF:
+            raise ValueError("encapsulated pixel data in an uncompressed syntax")
+        raw = handle.read(min(length, 2 * count))
+    if len(raw) < 2 * count:
+        raise EOFError("pixel data shorter than the image size")
+
+    stored = np.frombuffer(raw, dtype="<i2" if header.signed else "<u2")
+    stored = stored.reshape(header.rows, header.columns).astype(np.int32)
+    if header.bits_stored < 16:
+        if header.signed:
+            shift = 32 - header.bits_stored
+            stored = (stored << shift) >> shift
+        else:
+            stored &= (1 << header.bits_stored) - 1
+    return stored
 
 
 def _pixels_via_sitk(path: Path) -> np.ndarray:
@@ -978,32 +1029,32 @@ def _rescale(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
 
 
 def _padding_mask(
-    ds: Any, values: np.ndarray, slope: float = 1.0, intercept: float = 0.0
+    header: _Header, values: np.ndarray, slope: float = 1.0, intercept: float = 0.0
 ) -> np.ndarray | None:
     """Voxels marked as padding by PixelPaddingValue (and its range limit).
 
-    The padding value is in stored units; ``slope`` and ``intercept`` bring it
+    The padding range is in stored units; ``slope`` and ``intercept`` bring it
     to the units of ``values`` when those are already rescaled.
     """
-    value = ds.get("PixelPaddingValue")
-    if value is None:
+    if header.padding is None:
         return None
-    limit = ds.get("PixelPaddingRangeLimit")
-    ends = [value] if limit is None else [value, limit]
-    ends = [
-        round(
-            (_padding_from_bytes(ds, end) if isinstance(end, bytes) else int(end))
-            * slope
-            + intercept
-        )
-        for end in ends
-    ]
-    return (values >= min(ends)) & (values <= max(ends))
+    low, high = (round(end * slope + intercept) for end in header.padding)
+    return (values >= min(low, high)) & (values <= max(low, high))
 
 
-def _padding_from_bytes(ds: Any, raw: bytes) -> int:
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    return int(np.frombuffer(raw[:2], dtype="<i2" if signed else "<u2")[0])
+def _padding_range(ds: Any, signed: bool) -> tuple[int, int] | None:
+    """PixelPaddingValue and PixelPaddingRangeLimit in stored units."""
+    ends = []
+    for keyword in ("PixelPaddingValue", "PixelPaddingRangeLimit"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        if isinstance(value, bytes):  # the ambiguous US/SS VR left unresolved
+            value = np.frombuffer(value[:2], dtype="<i2" if signed else "<u2")[0]
+        ends.append(int(value))
+    if not ends:
+        return None
+    return min(ends), max(ends)
 
 
 def _describe_pixel_error(error: Exception) -> str:

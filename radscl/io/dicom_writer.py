@@ -115,99 +115,102 @@ def write_dicom_series(
     interval = float(np.median(np.diff(z_positions))) if n_slices > 1 else spacing[0]
     thickness = interval if slice_thickness_mm is None else float(slice_thickness_mm)
 
-    stored = np.rint(volume.astype(np.float64) - rescale_intercept)
-    signed = bool(stored.min() < 0)
+    low_hu, high_hu = float(volume.min()), float(volume.max())
+    signed = low_hu - rescale_intercept < -0.5
     low, high = (-32768, 32767) if signed else (0, 65535)
-    if stored.min() < low or stored.max() > high:
+    if (
+        round(low_hu - rescale_intercept) < low
+        or round(high_hu - rescale_intercept) > high
+    ):
         raise ValueError(
             "hounsfield values do not fit 16-bit stored values with "
             f"RescaleIntercept {rescale_intercept}"
         )
-    stored = stored.astype("<i2" if signed else "<u2")
+    stored_type = np.dtype("<i2" if signed else "<u2")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    study_uid = study_uid or generate_uid()
-    series_uid = generate_uid()
-    frame_uid = generate_uid()
     study_date = f"{int(study_year):04d}0701"
     sop_class = CT_IMAGE_STORAGE if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
-    pixel_spacing = [ds_text(spacing[1]), ds_text(spacing[2])]
     window = (-600, 1600) if classify_kernel(kernel) == "sharp" else (40, 400)
+
+    # One dataset is filled once and only its per-slice elements change:
+    # setting ~50 validated elements per file would dominate the run time.
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = sop_class
+    ds.StudyDate = study_date
+    ds.SeriesDate = study_date
+    ds.AcquisitionDate = study_date
+    ds.ContentDate = study_date
+    ds.StudyTime = "120000"
+    ds.AccessionNumber = ""
+    ds.Modality = modality
+    ds.Manufacturer = manufacturer or ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "synthetic chest CT"
+    ds.SeriesDescription = series_description
+    ds.ManufacturerModelName = model or ""
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.BodyPartExamined = "CHEST"
+    ds.SliceThickness = ds_text(thickness)
+    if kvp is not None:
+        ds.KVP = ds_text(float(kvp))
+    if kernel:
+        ds.ConvolutionKernel = kernel
+    if contrast_agent:
+        ds.ContrastBolusAgent = contrast_agent
+    ds.SpacingBetweenSlices = ds_text(interval)
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyID = "1"
+    ds.SeriesNumber = int(series_number)
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = 1
+    ds.ImagePositionPatient = [ds_text(origin[0]), ds_text(origin[1]), "0"]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.PositionReferenceIndicator = ""
+    ds.SliceLocation = "0"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = columns
+    ds.PixelSpacing = [ds_text(spacing[1]), ds_text(spacing[2])]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if signed else 0
+    if pixel_padding_value is not None:
+        ds.add_new(0x00280120, "SS" if signed else "US", int(pixel_padding_value))
+    ds.WindowCenter = str(window[0])
+    ds.WindowWidth = str(window[1])
+    ds.RescaleIntercept = ds_text(float(rescale_intercept))
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "HU"
+    ds.PixelData = b""
 
     paths = []
     for k in range(n_slices):
         sop_uid = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
+        z_text = ds_text(float(z_positions[k]))
+        stored = np.rint(volume[k].astype(np.float64) - rescale_intercept)
         meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = study_date
-        ds.SeriesDate = study_date
-        ds.AcquisitionDate = study_date
-        ds.ContentDate = study_date
-        ds.StudyTime = "120000"
-        ds.AccessionNumber = ""
-        ds.Modality = modality
-        ds.Manufacturer = manufacturer or ""
-        ds.ReferringPhysicianName = ""
-        ds.StudyDescription = "synthetic chest CT"
-        ds.SeriesDescription = series_description
-        ds.ManufacturerModelName = model or ""
-        ds.PatientName = patient_name
-        ds.PatientID = patient_id
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
-        ds.BodyPartExamined = "CHEST"
-        ds.SliceThickness = ds_text(thickness)
-        if kvp is not None:
-            ds.KVP = ds_text(float(kvp))
-        if kernel:
-            ds.ConvolutionKernel = kernel
-        if contrast_agent:
-            ds.ContrastBolusAgent = contrast_agent
-        ds.SpacingBetweenSlices = ds_text(interval)
-        ds.PatientPosition = "HFS"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "1"
-        ds.SeriesNumber = int(series_number)
-        ds.AcquisitionNumber = 1
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [
-            ds_text(origin[0]),
-            ds_text(origin[1]),
-            ds_text(float(z_positions[k])),
-        ]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = ds_text(float(z_positions[k]))
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = rows
-        ds.Columns = columns
-        ds.PixelSpacing = pixel_spacing
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1 if signed else 0
-        if pixel_padding_value is not None:
-            ds.add_new(0x00280120, "SS" if signed else "US", int(pixel_padding_value))
-        ds.WindowCenter = str(window[0])
-        ds.WindowWidth = str(window[1])
-        ds.RescaleIntercept = ds_text(float(rescale_intercept))
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
-        ds.PixelData = stored[k].tobytes()
+        ds.ImagePositionPatient = [ds_text(origin[0]), ds_text(origin[1]), z_text]
+        ds.SliceLocation = z_text
+        ds.PixelData = stored.astype(stored_type).tobytes()
 
         file_path = out / f"CT{int(series_number):03d}_{k + 1:04d}.dcm"
         pydicom.dcmwrite(file_path, ds, enforce_file_format=True)
