@@ -62,7 +62,7 @@ def test_info_json(small_series, capsys):
         {
             "code": "missing_slices",
             "severity": "warning",
-            "message": "1 missing slices in 1 holes (widest 1 slices) after "
+            "message": "1 missing slice in 1 hole (widest 1 slice) after "
             "z = 4.0 mm; nominal interval 1.00 mm",
             "fix": "filled by linear interpolation between the neighbouring slices",
         }

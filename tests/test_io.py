@@ -232,7 +232,7 @@ def test_one_missing_slice_is_filled_from_its_neighbours(dicom_dir, volume):
 
     assert scan.hounsfield.shape == volume.shape
     assert codes(scan) == {"missing_slices": WARNING}
-    assert "1 missing slices" in scan.quality[0].message
+    assert "1 missing slice in 1 hole (widest 1 slice)" in scan.quality[0].message
     expected = np.rint((volume[16].astype(float) + volume[18]) / 2)
     np.testing.assert_array_equal(scan.hounsfield[17], expected)
     np.testing.assert_array_equal(scan.hounsfield[:17], volume[:17])
@@ -337,6 +337,52 @@ def test_localiser_and_other_modalities_are_set_aside(tmp_path, volume):
     reasons = {s.series_number: s.excluded_because for s in list_series(tmp_path)}
     assert reasons[1] == "localiser/scout"
     assert reasons[2] == ""
+
+
+def test_a_requested_localiser_loads_with_a_warning(tmp_path, volume):
+    write_dicom_series(volume, SPACING, ORIGIN, tmp_path, series_number=2)
+    scout = write_dicom_series(volume[:1], SPACING, ORIGIN, tmp_path, series_number=1)
+    ds = pydicom.dcmread(scout[0])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.save_as(scout[0])
+
+    scan = load_scan(tmp_path, series=1)
+
+    assert codes(scan)["unusual_series"] == WARNING
+    # a coronal image turned to LPS: its rows run from head to feet
+    assert scan.hounsfield.shape == (64, 1, 64)
+    np.testing.assert_array_equal(scan.hounsfield[:, 0, :], volume[0, ::-1, :])
+
+
+def test_coronal_reformats_are_not_chosen(tmp_path, volume):
+    write_dicom_series(volume, SPACING, ORIGIN, tmp_path / "axial", series_number=2)
+    coronal = write_dicom_series(
+        volume[:8], SPACING, ORIGIN, tmp_path / "coronal", series_number=5
+    )
+    for k, path in enumerate(coronal):
+        ds = pydicom.dcmread(path)
+        ds.ImageType = ["DERIVED", "SECONDARY", "MPR"]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1] + 3.0 * k, 0.0]
+        ds.save_as(path)
+
+    scan = load_scan(tmp_path)
+
+    assert scan.metadata.series_number == 2
+    assert codes(scan)["non_axial_excluded"] == INFO
+    with pytest.raises(ScanError, match="no axial CT series .*coronal orientation"):
+        load_scan(tmp_path / "coronal")
+
+
+def test_duplicate_files_are_dropped(dicom_dir, volume):
+    first = sorted(dicom_dir.iterdir())[0]
+    shutil.copy(first, dicom_dir / "copy_of_first.dcm")
+
+    scan = load_scan(dicom_dir)
+
+    np.testing.assert_array_equal(scan.hounsfield, volume)
+    assert codes(scan) == {"duplicate_slices": WARNING}
 
 
 def test_an_mr_file_is_an_error(tmp_path, volume):

@@ -69,7 +69,8 @@ def finish_scan(
             QualityFinding(
                 "too_few_slices",
                 WARNING,
-                f"only {volume.shape[0]} slices; volumetric chest measurements "
+                f"only {volume.shape[0]} slice{'s' if volume.shape[0] != 1 else ''}; "
+                "volumetric chest measurements "
                 f"need at least {MIN_SLICES}",
                 "loaded; whole-lung measures will be unreliable",
             )

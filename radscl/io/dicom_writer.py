@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radscl.errors import ParameterError
 from radscl.io._common import check_triple
 from radscl.io._common import import_pydicom
 from radscl.io.dicom import CT_IMAGE_STORAGE
@@ -97,7 +98,7 @@ def write_dicom_series(
 
     volume = np.asarray(hounsfield)
     if volume.ndim != 3:
-        raise ValueError(
+        raise ParameterError(
             f'Argument "hounsfield" must be a 3-D [z, y, x] array, got {volume.ndim}-D'
         )
     spacing = check_triple(spacing_mm, "spacing_mm", positive=True)
@@ -108,7 +109,7 @@ def write_dicom_series(
     else:
         z_positions = np.asarray(slice_positions_mm, dtype=float)
         if z_positions.shape != (n_slices,):
-            raise ValueError(
+            raise ParameterError(
                 f'Argument "slice_positions_mm" must have {n_slices} values, '
                 f"one per slice, but has {z_positions.size}"
             )
@@ -122,7 +123,7 @@ def write_dicom_series(
         round(low_hu - rescale_intercept) < low
         or round(high_hu - rescale_intercept) > high
     ):
-        raise ValueError(
+        raise ParameterError(
             "hounsfield values do not fit 16-bit stored values with "
             f"RescaleIntercept {rescale_intercept}"
         )

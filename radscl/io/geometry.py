@@ -135,8 +135,9 @@ def regular_slices(
         holes = int(np.sum(multiples > 1))
         at = ", ".join(f"{z:.1f}" for z in along[:-1][multiples > 1][:5])
         message = (
-            f"{missing} missing slices in {holes} holes (widest {widest} slices) "
-            f"after z = {at} mm; nominal interval {nominal:.2f} mm"
+            f"{_count(missing, 'missing slice')} in {_count(holes, 'hole')} "
+            f"(widest {_count(widest, 'slice')}) after z = {at} mm; nominal "
+            f"interval {nominal:.2f} mm"
         )
         if not contiguous:
             findings.append(
@@ -256,3 +257,7 @@ def orientation_name(normal: np.ndarray) -> str:
     if abs(normal[axis]) < 0.7:
         return "oblique"
     return ("sagittal", "coronal", "axial")[axis]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

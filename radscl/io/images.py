@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from radscl.errors import ParameterError
 from radscl.errors import ScanError
 from radscl.io._common import IMAGE_SUFFIXES
 from radscl.io._common import as_hounsfield
@@ -98,7 +99,7 @@ def scan_from_array(
     else:
         positions = np.asarray(slice_positions_mm, dtype=float)
         if positions.shape != (volume.shape[0],):
-            raise ValueError(
+            raise ParameterError(
                 f'Argument "slice_positions_mm" must have {volume.shape[0]} values, '
                 f"one per slice, but has {positions.size}"
             )
@@ -141,7 +142,7 @@ def scan_to_sitk(array: np.ndarray, scan: Scan) -> SimpleITK.Image:
 
     array = np.asarray(array)
     if array.shape != scan.hounsfield.shape:
-        raise ValueError(
+        raise ParameterError(
             f'Argument "array" must have the scan\'s shape {scan.hounsfield.shape}, '
             f"but has {array.shape}"
         )
@@ -183,6 +184,11 @@ def write_image(
     compress : bool
         Compress NRRD and MHA output (``.nii.gz`` is always compressed).
 
+    Notes
+    -----
+    These formats hold a regular grid only: the slices of a gapped scan with
+    uneven positions are written at the nominal interval.
+
     Returns
     -------
     pathlib.Path
@@ -192,7 +198,7 @@ def write_image(
 
     path = Path(path)
     if image_format(path) is None:
-        raise ValueError(
+        raise ParameterError(
             f'Argument "path" must end in .nii, .nii.gz, .nrrd or .mha, got {path.name}'
         )
     image = scan_to_sitk(array, scan_like)
@@ -250,7 +256,8 @@ def metadata_to_sidecar(metadata: ScanMetadata) -> dict[str, Any]:
     return {key: value for key, value in keys.items() if value is not None}
 
 
-def load_image_file(path: Path, image_format: str) -> Scan:
+def load_image_file(path: Path, kind: str) -> Scan:
+    """Load a NIfTI, NRRD or MetaImage volume (``kind``) and its JSON sidecar."""
     sitk = import_sitk()
 
     findings: list[QualityFinding] = []
@@ -267,7 +274,7 @@ def load_image_file(path: Path, image_format: str) -> Scan:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise ScanError(
-            f"{path}: cannot be read as {image_format.upper()} ({_itk_reason(error)})"
+            f"{path}: cannot be read as {kind.upper()} ({_itk_reason(error)})"
         ) from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ScanError(
@@ -279,20 +286,21 @@ def load_image_file(path: Path, image_format: str) -> Scan:
     if not np.array_equal(snap_direction(original_direction), np.eye(3)):
         image = sitk.DICOMOrient(image, "LPS")
 
-    array = sitk.GetArrayFromImage(image)
-    volume = as_hounsfield(array, str(path))
     spacing = tuple(float(v) for v in image.GetSpacing()[::-1])
     origin = tuple(float(v) for v in image.GetOrigin())
+    # a view, copied once by as_hounsfield; the ITK buffer is freed with image
+    volume = as_hounsfield(sitk.GetArrayViewFromImage(image), str(path))
     matrix = snap_direction(np.array(image.GetDirection()).reshape(3, 3))
-    normal = matrix[:, 2]
-    along = float(np.dot(origin, normal)) + spacing[0] * np.arange(volume.shape[0])
-
     thickness = _sidecar_float(sidecar, "SliceThickness")
     if thickness is None:
         thickness = _nrrd_thickness(image)
+    del image
+    normal = matrix[:, 2]
+    along = float(np.dot(origin, normal)) + spacing[0] * np.arange(volume.shape[0])
+
     kernel = _sidecar_text(sidecar, "ConvolutionKernel")
     metadata = ScanMetadata(
-        source_format=image_format,
+        source_format=kind,
         shape=(0, 0, 0),
         spacing_mm=spacing,
         slice_thickness_mm=thickness,
