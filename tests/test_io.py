@@ -637,6 +637,20 @@ def test_unrescaled_values_are_flagged(tmp_path, volume):
     np.testing.assert_array_equal(scan.hounsfield, volume + 1024)
 
 
+def test_dense_lungs_in_a_tight_field_of_view_are_plausible():
+    # no air around the body; only the trachea (0.7% of voxels) holds air
+    rng = np.random.default_rng(2)
+    hounsfield = np.full((40, 64, 64), 40.0) + rng.normal(0, 15, (40, 64, 64))
+    hounsfield[:, 10:50, 6:28] = -700
+    hounsfield[:, 10:50, 36:58] = -700
+    y, x = np.mgrid[0:64, 0:64]
+    hounsfield[:, (y - 20) ** 2 + (x - 32) ** 2 <= 9] = -1000
+
+    scan = scan_from_array(hounsfield, SPACING, ORIGIN, slice_thickness_mm=2.5)
+
+    assert scan.quality == []
+
+
 def test_a_volume_without_air_is_implausible():
     scan = scan_from_array(np.full((12, 16, 16), 500, np.int16), (1, 1, 1))
 
