@@ -4,9 +4,10 @@ A chest-like volume (air, body wall, two lungs, spine, noise) is written once
 as a DICOM series with :func:`radscl.io.write_dicom_series` and as NIfTI
 (``.nii.gz``), then each reader runs three times in a fresh process limited to
 two threads. The files sit in the page cache after the first run, so the
-figures are warm-cache reads. SimpleITK's ``ImageSeriesReader`` with GDCM's
-series file names is the reference for DICOM; it does no series choice, no
-quality checks and no padding handling, so it sets the floor.
+figures are warm-cache reads. The one-minute load average at the end of each
+stage is recorded beside it, because the machine may be shared. SimpleITK's
+``ImageSeriesReader`` with GDCM's series file names is the reference for
+DICOM; it does no series choice, no quality checks and no padding handling.
 
 Run from the repository root::
 
@@ -15,6 +16,7 @@ Run from the repository root::
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -86,6 +88,11 @@ def write_inputs(folder: Path) -> tuple[Path, Path]:
     return dicom_dir, nifti
 
 
+def _details(shape) -> dict:
+    # the machine is shared; the load average says how contended a run was
+    return {"shape": "x".join(map(str, shape)), "load_1min": os.getloadavg()[0]}
+
+
 def passthrough(*args):
     return args
 
@@ -99,14 +106,14 @@ def radscl_write_dicom(volume: np.ndarray) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         paths = write_dicom_series(volume, SPACING_MM, ORIGIN_MM, folder)
-    return {"files": len(paths)}
+    return {"files": len(paths), "load_1min": os.getloadavg()[0]}
 
 
 def radscl_load(path: str) -> dict:
     from radscl.io import load_scan
 
     scan = load_scan(path)
-    return {"shape": "x".join(map(str, scan.hounsfield.shape))}
+    return _details(scan.hounsfield.shape)
 
 
 def sitk_series_reader(path: str) -> dict:
@@ -115,14 +122,14 @@ def sitk_series_reader(path: str) -> dict:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path))
     image = reader.Execute()
-    return {"shape": "x".join(map(str, image.GetSize()[::-1]))}
+    return _details(image.GetSize()[::-1])
 
 
 def sitk_read_image(path: str) -> dict:
     import SimpleITK as sitk
 
     image = sitk.ReadImage(path)
-    return {"shape": "x".join(map(str, image.GetSize()[::-1]))}
+    return _details(image.GetSize()[::-1])
 
 
 def pydicom_stack(path: str) -> dict:
@@ -131,7 +138,7 @@ def pydicom_stack(path: str) -> dict:
     slices = [pydicom.dcmread(p) for p in sorted(Path(path).iterdir())]
     slices.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
     volume = np.stack([ds.pixel_array for ds in slices])
-    return {"shape": "x".join(map(str, volume.shape))}
+    return _details(volume.shape)
 
 
 def main() -> int:

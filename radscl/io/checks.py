@@ -43,10 +43,11 @@ def finish_scan(
     contiguity_known: bool = True,
 ) -> Scan:
     """Map padding to air, run the checks common to all formats, log, wrap."""
-    below = volume < PADDING_BELOW_HU
-    below_count = int(np.count_nonzero(below))
-    if below_count:
-        volume[below] = AIR_HU
+    below_count = 0
+    if volume.size and volume.min() < PADDING_BELOW_HU:  # a cheap test first
+        below = volume < PADDING_BELOW_HU
+        below_count = int(np.count_nonzero(below))
+        np.putmask(volume, below, AIR_HU)
     padded = padding_count + below_count
     if padded:
         findings.append(
