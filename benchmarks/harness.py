@@ -71,10 +71,26 @@ def _child(
             start = time.perf_counter()
             details = run(*args)
             times.append(time.perf_counter() - start)
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        queue.put(("ok", times, peak_kb / 1024.0, details if isinstance(details, dict) else {}))
+        queue.put(("ok", times, _peak_rss_mb(), details if isinstance(details, dict) else {}))
     except BaseException as error:  # report any failure to the parent
         queue.put(("error", f"{type(error).__name__}: {error}", 0.0, {}))
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process since it started.
+
+    On Linux ``ru_maxrss`` survives ``exec`` and so includes the parent's
+    resident size at the moment it spawned the child; the high-water mark in
+    /proc/self/status belongs to the fresh process alone.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _limit_threads(threads: int) -> None:

@@ -103,6 +103,85 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+@cli.command("info")
+@click.argument("scan", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--series",
+    metavar="KEY",
+    default=None,
+    help="SeriesNumber or series key of the DICOM series to load "
+    "(default: chosen automatically).",
+)
+def info(scan: str, as_json: bool, series: str | None) -> None:
+    """Show a scan's metadata and quality report.
+
+    SCAN is a DICOM folder (searched recursively) or file, or a .nii, .nii.gz,
+    .nrrd or .mha volume.
+    """
+    import json
+
+    from radscl.io import load_scan
+
+    loaded = load_scan(scan, series=series)
+    report = {
+        "source": loaded.source,
+        "metadata": loaded.metadata.to_dict(),
+        "origin_mm": list(loaded.origin_mm),
+        "direction": list(loaded.direction),
+        "quality": [finding.to_dict() for finding in loaded.quality],
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(_info_text(report))
+
+
+def _info_text(report: dict) -> str:
+    meta = report["metadata"]
+
+    def mm(value: float | None, digits: int = 3) -> str:
+        return "unknown" if value is None else f"{value:.{digits}f} mm"
+
+    def known(value: object) -> str:
+        return "unknown" if value is None or value == "" else str(value)
+
+    def yes_no(value: bool | None) -> str:
+        return "unknown" if value is None else ("yes" if value else "no")
+
+    scanner = " ".join(v for v in (meta["manufacturer"], meta["model"]) if v)
+    rows = [
+        ("source", report["source"]),
+        ("format", meta["source_format"]),
+        ("series", meta["series_choice"] or "-"),
+        ("shape", " x ".join(str(v) for v in meta["shape"]) + " (z, y, x)"),
+        (
+            "spacing",
+            " x ".join(f"{v:.3f}" for v in meta["spacing_mm"]) + " mm (z, y, x)",
+        ),
+        ("slice thickness", mm(meta["slice_thickness_mm"], 2)),
+        ("slice interval", mm(meta["slice_interval_mm"])),
+        ("contiguous", yes_no(meta["contiguous"])),
+        ("kernel", f"{known(meta['kernel'])} ({meta['kernel_class']})"),
+        ("scanner", scanner or "unknown"),
+        ("tube voltage", "unknown" if meta["kvp"] is None else f"{meta['kvp']:g} kVp"),
+        ("contrast", yes_no(meta["contrast"])),
+        ("acquisition year", known(meta["acquisition_year"])),
+        ("gantry tilt", f"{meta['gantry_tilt_deg']:.1f} deg"),
+    ]
+    lines = [f"{name:<18}{value}" for name, value in rows]
+    lines += ["", "quality report"]
+    if not report["quality"]:
+        lines.append("  no findings")
+    for finding in report["quality"]:
+        lines.append(
+            f"  {finding['severity']:<8}{finding['code']:<28}{finding['message']}"
+        )
+        if finding["fix"]:
+            lines.append(f"  {'':<8}{'':<28}-> {finding['fix']}")
+    return "\n".join(lines)
+
+
 def _read_longitudinal_table(path: str, option: str):
     """Read a CSV given to an option, or raise a one-line DataError."""
     import pathlib
