@@ -207,3 +207,52 @@ def test_full_size_phantom(phantom_factory):
     vessel_radius = truth["vessel_volume_csa_lt5_ml"]
     assert vessel_radius > 0
     assert truth["vessel_volume_csa_gt10_ml"] > 0
+
+
+def test_written_dicom_and_nifti_load_identically(phantom_factory, tmp_path):
+    from radscl.io import load_scan
+    from radscl.phantom.output import write_phantom
+
+    phantom = phantom_factory("small", seed=0, fibrosis_pct=10.0)
+    write_phantom(phantom, tmp_path)
+    from_dicom = load_scan(tmp_path / "dicom")
+    from_nifti = load_scan(tmp_path / "ct.nii.gz")
+
+    assert np.array_equal(from_dicom.hounsfield, phantom.hounsfield)
+    assert np.array_equal(from_nifti.hounsfield, phantom.hounsfield)
+    assert from_dicom.spacing_mm == pytest.approx(from_nifti.spacing_mm)
+    assert from_dicom.origin_mm == pytest.approx(from_nifti.origin_mm, abs=1e-3)
+    assert from_dicom.metadata.slice_thickness_mm == pytest.approx(2.5)
+    assert from_nifti.metadata.kernel == from_dicom.metadata.kernel
+    labels = load_scan(tmp_path / "truth_labels.nii.gz").hounsfield
+    assert np.array_equal(labels, phantom.labels)
+
+
+def test_written_gapped_phantom_is_detected_as_gapped(phantom_factory, tmp_path):
+    from radscl.io import load_scan
+    from radscl.phantom.output import write_phantom
+
+    phantom = phantom_factory("small", seed=0, gapped=True)
+    write_phantom(phantom, tmp_path, formats=("dicom",))
+    scan = load_scan(tmp_path / "dicom")
+
+    assert not scan.metadata.contiguous
+    assert scan.metadata.slice_interval_mm == pytest.approx(10.0)
+    assert scan.metadata.slice_thickness_mm == pytest.approx(1.0)
+    assert any(finding.code == "gapped" for finding in scan.quality)
+
+
+def test_phantom_command_writes_truth(tmp_path):
+    import json
+
+    from radscl.cli import main
+
+    code = main(["phantom", "--out", str(tmp_path), "--seed", "4", "--fibrosis", "15", "--format", "nifti"])
+
+    assert code == 0
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["spec"]["fibrosis_pct"] == 15.0
+    assert truth["truth"]["fibrosis_extent_pct"] == pytest.approx(15.0, abs=1.0)
+    assert (tmp_path / "ct.nii.gz").exists()
+    assert not (tmp_path / "dicom").exists()
+    assert main(["phantom", "--out", str(tmp_path), "--fibrosis", "95"]) == 2
