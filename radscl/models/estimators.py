@@ -104,6 +104,8 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         ``covariate, coef, hr, hr_lower95, hr_upper95, se, z, p``.
     log_likelihood_ : float
         Maximised log partial likelihood.
+    null_log_likelihood_ : float
+        Log partial likelihood with all coefficients zero.
     baseline_times_, baseline_cumulative_hazard_ : numpy.ndarray
         Breslow cumulative hazard at the training means of the features.
     """
@@ -140,6 +142,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
 
         self.coef_ = fitter.params_.to_numpy(dtype=float)
         self.log_likelihood_ = float(fitter.log_likelihood_)
+        self.null_log_likelihood_ = null_log_partial_likelihood(time, event)
         self.x_mean_ = X.mean(axis=0)
         hazard = fitter.baseline_cumulative_hazard_
         self.baseline_times_ = hazard.index.to_numpy(dtype=float)
@@ -176,6 +179,22 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
             index < 0, 0.0, self.baseline_cumulative_hazard_[np.clip(index, 0, None)]
         )
         return np.exp(-relative[:, None] * cumulative[None, :])
+
+
+def null_log_partial_likelihood(time: np.ndarray, event: np.ndarray) -> float:
+    """Efron log partial likelihood of the model without covariates.
+
+    With every hazard ratio 1, the Efron term of ``d`` events tied at a time
+    with ``r`` patients at risk is ``-sum_{l < d} log(r - l)``.
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    event_times, tied = np.unique(time[event], return_counts=True)
+    at_risk = (time[None, :] >= event_times[:, None]).sum(axis=1)
+    total = 0.0
+    for r, d in zip(at_risk, tied, strict=True):
+        total -= np.log(r - np.arange(d)).sum()
+    return float(total)
 
 
 def _summary_table(summary: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -440,7 +459,10 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
 
     def _check(self, X) -> None:
         if not isinstance(X, pd.DataFrame):
-            raise DataError("the survival pipeline expects a table (pandas.DataFrame) as X")
+            raise DataError(
+                "the survival pipeline expects a table (pandas.DataFrame) as X, and a "
+                f"harmonisation step must return one, but found {type(X).__name__}"
+            )
         missing = [c for c in self.columns if c not in X.columns]
         if missing:
             raise DataError(f"missing column(s) {', '.join(repr(c) for c in missing)}")
@@ -480,16 +502,16 @@ def survival_pipeline(
         estimator = make_estimator(estimator, random_state=random_state)
     else:
         estimator = clone(estimator)
+    # Output is configured step by step: a harmonisation transformer need not
+    # implement set_output, it only has to return a table.
     steps = [
         ("harmonize", clone(harmonizer) if harmonizer is not None else "passthrough"),
         ("select", ColumnSelector(list(covariates))),
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=False)),
-        ("scale", StandardScaler()),
+        ("impute", SimpleImputer(strategy="median").set_output(transform="pandas")),
+        ("scale", StandardScaler().set_output(transform="pandas")),
         ("model", estimator),
     ]
-    pipeline = Pipeline(steps)
-    pipeline.set_output(transform="pandas")
-    return pipeline
+    return Pipeline(steps)
 
 
 def predict_survival(pipeline: Pipeline, X: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
