@@ -90,6 +90,8 @@ def test_add_baseline_scores_prefers_visual_extent():
     assert list(scored["goh_extensive"]) == [0, 1]
     assert scored["cpi"].iloc[0] == pytest.approx(91 - 39 - 42.4 + 26.52)
 
-    without_fev1 = add_baseline_scores(table.drop(columns=["fev1_pct", "visual_extent_pct"]))
+    without_fev1 = add_baseline_scores(
+        table.drop(columns=["fev1_pct", "visual_extent_pct"])
+    )
     assert "cpi" not in without_fev1
     assert list(without_fev1["goh_extensive"]) == [1, 0]

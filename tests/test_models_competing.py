@@ -19,7 +19,9 @@ def test_cumulative_incidence_hand_worked():
     assert curve.loc[1.0] == pytest.approx(1 / 6)
     assert curve.loc[2.0] == pytest.approx(1 / 6)
     assert curve.loc[4.0] == pytest.approx(1 / 6 + (4 / 6) * (1 / 3))
-    assert curve.loc[6.0] == pytest.approx(1 / 6 + (4 / 6) * (1 / 3) + (4 / 6) * (2 / 3) * (1 / 2))
+    assert curve.loc[6.0] == pytest.approx(
+        1 / 6 + (4 / 6) * (1 / 3) + (4 / 6) * (2 / 3) * (1 / 2)
+    )
 
 
 def test_cumulative_incidence_matches_lifelines_without_ties():
@@ -29,16 +31,27 @@ def test_cumulative_incidence_matches_lifelines_without_ties():
     time = rng.exponential(5.0, 300)
     status = rng.choice([0, 1, 2], size=300, p=[0.3, 0.3, 0.4])
     ours = cumulative_incidence(time, status, cause=1)
-    reference = AalenJohansenFitter(calculate_variance=False).fit(time, status, event_of_interest=1)
+    reference = AalenJohansenFitter(calculate_variance=False).fit(
+        time, status, event_of_interest=1
+    )
 
     expected = reference.cumulative_density_.iloc[:, 0]
-    np.testing.assert_allclose(ours["incidence"].to_numpy(), expected.to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        ours["incidence"].to_numpy(), expected.to_numpy(), atol=1e-12
+    )
 
 
 def test_cause_specific_cox_recovers_vessel_effect():
     table = synthetic_cohort(1500, seed=12).patients
-    table = table.assign(vessel_z=lambda t: (t.true_vessel_volume_ml - t.true_vessel_volume_ml.mean()) / t.true_vessel_volume_ml.std(ddof=0))
-    summary = cause_specific_cox(table, "ph_time_years", "ph_status", ["vessel_z", "dlco_pct"], cause=1)
+    table = table.assign(
+        vessel_z=lambda t: (
+            (t.true_vessel_volume_ml - t.true_vessel_volume_ml.mean())
+            / t.true_vessel_volume_ml.std(ddof=0)
+        )
+    )
+    summary = cause_specific_cox(
+        table, "ph_time_years", "ph_status", ["vessel_z", "dlco_pct"], cause=1
+    )
 
     vessel = summary.set_index("covariate").loc["vessel_z"]
     assert vessel["hr_lower95"] < np.exp(0.65) < vessel["hr_upper95"]

@@ -23,7 +23,15 @@ from tests.conftest import shared_data
 # R coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio), Efron
 # ties (Fox & Weisberg, appendix to An R Companion to Applied Regression).
 ROSSI_COVARIATES = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
-ROSSI_COEF = [-0.3794222, -0.0574377, 0.3138998, -0.1497957, -0.4337039, -0.0848711, 0.0914971]
+ROSSI_COEF = [
+    -0.3794222,
+    -0.0574377,
+    0.3138998,
+    -0.1497957,
+    -0.4337039,
+    -0.0848711,
+    0.0914971,
+]
 ROSSI_SE = [0.19138, 0.02200, 0.30799, 0.21222, 0.38187, 0.19576, 0.02865]
 ROSSI_LR = 33.27
 
@@ -39,9 +47,13 @@ def _check_rossi(rossi: pd.DataFrame) -> None:
     np.testing.assert_allclose(summary["se"], ROSSI_SE, atol=1e-4)
     np.testing.assert_allclose(summary["hr"], np.exp(ROSSI_COEF), rtol=1e-4)
     np.testing.assert_allclose(
-        summary["hr_lower95"], np.exp(np.array(ROSSI_COEF) - 1.959964 * np.array(ROSSI_SE)), rtol=1e-3
+        summary["hr_lower95"],
+        np.exp(np.array(ROSSI_COEF) - 1.959964 * np.array(ROSSI_SE)),
+        rtol=1e-3,
     )
-    assert 2 * (model.log_likelihood_ - model.null_log_likelihood_) == pytest.approx(ROSSI_LR, abs=0.01)
+    assert 2 * (model.log_likelihood_ - model.null_log_likelihood_) == pytest.approx(
+        ROSSI_LR, abs=0.01
+    )
 
 
 def test_cox_matches_r_on_rossi_from_lifelines():
@@ -65,9 +77,17 @@ def test_cox_survival_matches_lifelines_at_event_times():
     reference = CoxPHFitter().fit(rossi, "week", "arrest")
     times = np.array([5.0, 20.0, 40.0, 52.0])
 
-    expected = reference.predict_survival_function(rossi.iloc[:10], times=times).T.to_numpy()
-    np.testing.assert_allclose(model.predict_survival(rossi[ROSSI_COVARIATES].iloc[:10], times), expected, atol=1e-10)
-    np.testing.assert_allclose(model.predict(rossi[ROSSI_COVARIATES]), rossi[ROSSI_COVARIATES] @ model.coef_)
+    expected = reference.predict_survival_function(
+        rossi.iloc[:10], times=times
+    ).T.to_numpy()
+    np.testing.assert_allclose(
+        model.predict_survival(rossi[ROSSI_COVARIATES].iloc[:10], times),
+        expected,
+        atol=1e-10,
+    )
+    np.testing.assert_allclose(
+        model.predict(rossi[ROSSI_COVARIATES]), rossi[ROSSI_COVARIATES] @ model.coef_
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +148,9 @@ class RecordingTransformer(TransformerMixin, BaseEstimator):
         return X.assign(fvc_pct=X["fvc_pct"] + 0.0)
 
 
-def test_a_harmonisation_step_is_fitted_on_training_folds_only(cohort_table, monkeypatch):
+def test_a_harmonisation_step_is_fitted_on_training_folds_only(
+    cohort_table, monkeypatch
+):
     fitted = []
     original_fit = RecordingTransformer.fit
 
@@ -140,7 +162,13 @@ def test_a_harmonisation_step_is_fitted_on_training_folds_only(cohort_table, mon
     y = survival_target(cohort_table["time_years"], cohort_table["death"])
     spec = ModelSpec("cox: baseline", "cox", ("fvc_pct",), "baseline")
     predictions = cross_validated_predictions(
-        cohort_table, y, [spec], times=[1.0], folds=4, repeats=1, harmonizer=RecordingTransformer()
+        cohort_table,
+        y,
+        [spec],
+        times=[1.0],
+        folds=4,
+        repeats=1,
+        harmonizer=RecordingTransformer(),
     )
 
     assert len(fitted) == 4

@@ -61,7 +61,9 @@ def test_bootstrap_weights_equal_resampled_rows(predictions):
     horizons = np.quantile(time, [0.3, 0.6])
     weights = bootstrap_weights(len(time), 4, np.random.default_rng(1))
 
-    metrics = ResampledMetrics(Outcome.from_arrays(time, event), weights, horizons=horizons, tau=tau)
+    metrics = ResampledMetrics(
+        Outcome.from_arrays(time, event), weights, horizons=horizons, tau=tau
+    )
     result = metrics.discrimination(risk)
     ibs = integrated_brier(metrics.brier(survival, grid), grid)
 
@@ -70,13 +72,16 @@ def test_bootstrap_weights_equal_resampled_rows(predictions):
         rows = np.repeat(np.arange(len(time)), weights[k].astype(int))
         resampled = y[rows]
         assert result.harrell_c[k] == pytest.approx(
-            concordance_index_censored(event[rows], time[rows], risk[rows])[0], abs=1e-12
+            concordance_index_censored(event[rows], time[rows], risk[rows])[0],
+            abs=1e-12,
         )
         assert result.uno_c[k] == pytest.approx(
-            concordance_index_ipcw(resampled, resampled, risk[rows], tau=tau)[0], abs=1e-12
+            concordance_index_ipcw(resampled, resampled, risk[rows], tau=tau)[0],
+            abs=1e-12,
         )
         assert result.auc[k] == pytest.approx(
-            cumulative_dynamic_auc(resampled, resampled, risk[rows], horizons)[0], abs=1e-12
+            cumulative_dynamic_auc(resampled, resampled, risk[rows], horizons)[0],
+            abs=1e-12,
         )
         assert ibs[k] == pytest.approx(
             sksurv_ibs(resampled, resampled, survival[rows], grid), abs=1e-12

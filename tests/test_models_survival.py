@@ -19,7 +19,9 @@ def cohort():
 
 def test_join_keeps_baseline_scan_of_each_patient(cohort):
     clinical = cohort.patients[["patient_id", "age", "fvc_pct", "time_years", "death"]]
-    survival = build_survival_table(cohort.scans, clinical, time="time_years", event="death")
+    survival = build_survival_table(
+        cohort.scans, clinical, time="time_years", event="death"
+    )
 
     assert len(survival.table) == 300
     assert survival.table["patient_id"].is_unique
@@ -31,16 +33,22 @@ def test_join_keeps_baseline_scan_of_each_patient(cohort):
 
 
 def test_baseline_scan_by_date_when_rows_are_shuffled(cohort):
-    shuffled = cohort.scans.sample(frac=1.0, random_state=1).drop(columns=["scan_index"])
+    shuffled = cohort.scans.sample(frac=1.0, random_state=1).drop(
+        columns=["scan_index"]
+    )
     baseline = select_baseline_scans(shuffled)
 
     assert len(baseline) == 300
-    assert set(baseline["case_id"]) == set(cohort.scans.loc[cohort.scans["scan_index"] == 0, "case_id"])
+    assert set(baseline["case_id"]) == set(
+        cohort.scans.loc[cohort.scans["scan_index"] == 0, "case_id"]
+    )
 
 
 def test_patients_without_scan_are_counted(cohort):
     clinical = cohort.patients[["patient_id", "time_years", "death"]]
-    scans = cohort.scans[~cohort.scans["patient_id"].isin(clinical["patient_id"].iloc[:7])]
+    scans = cohort.scans[
+        ~cohort.scans["patient_id"].isin(clinical["patient_id"].iloc[:7])
+    ]
     survival = build_survival_table(scans, clinical, time="time_years", event="death")
 
     assert survival.n_dropped == 7
@@ -65,14 +73,20 @@ def _clinical():
         pytest.param({"time": ["1", "x", "2"]}, "must be numeric", id="text-time"),
         pytest.param({"event": [1, 2, 0]}, "must hold 0/1", id="event-code-2"),
         pytest.param({"event": [0, 0, 0]}, "no events", id="no-events"),
-        pytest.param({"patient_id": ["SECRET-1", "SECRET-1", "SECRET-3"]}, "more than once", id="dup"),
+        pytest.param(
+            {"patient_id": ["SECRET-1", "SECRET-1", "SECRET-3"]},
+            "more than once",
+            id="dup",
+        ),
     ],
 )
 def test_invalid_outcome_is_a_one_line_error_without_identifiers(change, message):
     clinical = _clinical().assign(**change)
 
     with pytest.raises(DataError, match=message) as error:
-        build_survival_table(None, clinical, time="time", event="event", source="clinical.csv")
+        build_survival_table(
+            None, clinical, time="time", event="event", source="clinical.csv"
+        )
     assert "SECRET" not in str(error.value)
     assert "\n" not in str(error.value)
     assert "clinical.csv" in str(error.value)
@@ -81,7 +95,9 @@ def test_invalid_outcome_is_a_one_line_error_without_identifiers(change, message
 def test_competing_codes_are_accepted_when_asked():
     clinical = _clinical().assign(event=[1, 2, 0])
 
-    table = build_survival_table(None, clinical, time="time", event="event", event_codes=(0, 1, 2))
+    table = build_survival_table(
+        None, clinical, time="time", event="event", event_codes=(0, 1, 2)
+    )
     assert list(table.y["event"]) == [True, False, False]
 
 
@@ -106,7 +122,9 @@ def test_missingness_report_counts(cohort):
 
     assert report["n_missing"].iloc[0] == 0
     assert report["n_missing"].iloc[1] == table["airway_volume_ml"].isna().sum() > 0
-    assert report["missing_pct"].iloc[1] == pytest.approx(100 * report["n_missing"].iloc[1] / 300)
+    assert report["missing_pct"].iloc[1] == pytest.approx(
+        100 * report["n_missing"].iloc[1] / 300
+    )
 
 
 def test_survival_target_fields():

@@ -63,10 +63,14 @@ def sex_is_male(sex: Sequence) -> np.ndarray:
         If a value is none of the accepted spellings.
     """
     values = pd.Series(sex, dtype=object)
-    text = values.map(lambda v: None if pd.isna(v) else str(v).strip().lower().removesuffix(".0"))
+    text = values.map(
+        lambda v: None if pd.isna(v) else str(v).strip().lower().removesuffix(".0")
+    )
     unknown = text.notna() & ~text.isin(_MALE | _FEMALE)
     if unknown.any():
-        examples = ", ".join(repr(v) for v in sorted(set(values[unknown].astype(str)))[:3])
+        examples = ", ".join(
+            repr(v) for v in sorted(set(values[unknown].astype(str)))[:3]
+        )
         raise DataError(f"sex must be M/F, male/female or 1/0, but found {examples}")
     return np.where(text.isna(), np.nan, text.isin(_MALE).astype(float))
 
@@ -168,7 +172,8 @@ def goh_extensive(
     low, high = indeterminate_pct
     if not low <= threshold_pct <= high:
         raise DataError(
-            f"the extent threshold {threshold_pct} must lie in the indeterminate band {low}-{high}"
+            f"the extent threshold {threshold_pct} must lie in the indeterminate "
+            f"band {low}-{high}"
         )
 
     indeterminate = (extent >= low) & (extent <= high)
@@ -233,12 +238,15 @@ def add_baseline_scores(
         if dlco_not_performed is not None:
             require_columns(table, [dlco_not_performed])
             flags = table[dlco_not_performed].fillna(False).astype(bool)
-        out["gap_index"] = gap_points(table[sex], table[age], table[fvc_pct], table[dlco_pct], flags)
+        out["gap_index"] = gap_points(
+            table[sex], table[age], table[fvc_pct], table[dlco_pct], flags
+        )
         out["gap_stage"] = gap_stage(out["gap_index"])
 
     if extent_pct is None:
         extent_pct = next(
-            (c for c in ("visual_extent_pct", "fibrosis_extent_pct") if c in columns), None
+            (c for c in ("visual_extent_pct", "fibrosis_extent_pct") if c in columns),
+            None,
         )
     elif extent_pct not in columns:
         require_columns(table, [extent_pct])
@@ -248,5 +256,7 @@ def add_baseline_scores(
         logger.debug("goh staging from %s", extent_pct)
 
     if {fvc_pct, dlco_pct, fev1_pct} <= columns:
-        out["cpi"] = composite_physiologic_index(table[fvc_pct], table[dlco_pct], table[fev1_pct])
+        out["cpi"] = composite_physiologic_index(
+            table[fvc_pct], table[dlco_pct], table[fev1_pct]
+        )
     return out

@@ -102,13 +102,18 @@ def model_specs(
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown or not estimators:
         raise ParameterError(
-            f"unknown model(s) {', '.join(unknown) or '(none given)'}; expected {', '.join(ESTIMATORS)}"
+            f"unknown model(s) {', '.join(unknown) or '(none given)'}; "
+            f"expected {', '.join(ESTIMATORS)}"
         )
     if not baseline or not biomarkers:
-        raise ParameterError("a comparison needs at least one baseline and one biomarker column")
+        raise ParameterError(
+            "a comparison needs at least one baseline and one biomarker column"
+        )
     shared = sorted(set(baseline) & set(biomarkers))
     if shared:
-        raise ParameterError(f"column(s) both baseline and biomarker: {', '.join(shared)}")
+        raise ParameterError(
+            f"column(s) both baseline and biomarker: {', '.join(shared)}"
+        )
 
     groups = [("baseline", tuple(baseline))]
     if biomarkers_alone:
@@ -177,7 +182,9 @@ def compare_models(
     -------
     Comparison
     """
-    specs = model_specs(baseline, biomarkers, estimators, biomarkers_alone=biomarkers_alone)
+    specs = model_specs(
+        baseline, biomarkers, estimators, biomarkers_alone=biomarkers_alone
+    )
     covariates = [*baseline, *biomarkers]
     covariate_frame(table, covariates)
     y = survival_target(table[time], table[event])
@@ -194,7 +201,9 @@ def compare_models(
     if tau is None and kept.size:
         tau = float(kept.max())
     if calibration_time is None:
-        calibration_time = float(kept[len(kept) // 2]) if kept.size else float(np.median(times))
+        calibration_time = (
+            float(kept[len(kept) // 2]) if kept.size else float(np.median(times))
+        )
 
     brier_times = np.linspace(*np.quantile(times, [0.1, 0.9]), 40)
     curve_times = np.quantile(times[event_flags], np.linspace(0.05, 0.9, 30))
@@ -212,7 +221,9 @@ def compare_models(
         harmonizer=harmonizer,
     )
 
-    reference = next((s.name for s in specs if s.estimator == "cox" and s.role == "baseline"), None)
+    reference = next(
+        (s.name for s in specs if s.estimator == "cox" and s.role == "baseline"), None
+    )
     reference = reference or specs[0].name
     summary = summarise_predictions(
         predictions,
@@ -284,7 +295,9 @@ def standardised_cox_summary(
     complete = frame.notna().all(axis=1).to_numpy()
     frame = frame[complete]
     sd = frame.std(ddof=1).replace(0.0, 1.0)
-    y = survival_target(table[time].to_numpy()[complete], table[event].to_numpy()[complete] == 1)
+    y = survival_target(
+        table[time].to_numpy()[complete], table[event].to_numpy()[complete] == 1
+    )
     model = CoxPH().fit((frame - frame.mean()) / sd, y)
     summary = model.summary_.copy()
     summary["sd"] = sd.to_numpy()

@@ -34,7 +34,9 @@ from radscl.models.survival import validate_outcome
 logger = logging.getLogger(__name__)
 
 
-def cause_specific_table(table: pd.DataFrame, time: str, status: str, cause: int) -> pd.DataFrame:
+def cause_specific_table(
+    table: pd.DataFrame, time: str, status: str, cause: int
+) -> pd.DataFrame:
     """Recode a competing-risks status column to 0/1 for one cause.
 
     Parameters
@@ -85,7 +87,9 @@ def cause_specific_cox(
     complete = frame.notna().all(axis=1).to_numpy()
     if not complete.any():
         raise DataError("no patient has every covariate")
-    y = survival_target(recoded[time].to_numpy()[complete], recoded[status].to_numpy()[complete])
+    y = survival_target(
+        recoded[time].to_numpy()[complete], recoded[status].to_numpy()[complete]
+    )
     return CoxPH().fit(frame[complete], y).summary_
 
 
@@ -165,7 +169,8 @@ def _status_codes(table: pd.DataFrame, time: str, status: str) -> list[int]:
     codes = pd.to_numeric(table[status], errors="coerce")
     if codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
         raise DataError(
-            f"status column {status!r} must hold 0 (censored) or a cause number 1, 2, ..."
+            f"status column {status!r} must hold 0 (censored) or a cause "
+            "number 1, 2, ..."
         )
     found = sorted({int(c) for c in codes})
     validate_outcome(table, time, status, event_codes=found)

@@ -45,7 +45,16 @@ from radscl.models.metrics import harrell_c
 logger = logging.getLogger(__name__)
 
 #: Columns of a coefficient table (``cox_summary.csv``).
-SUMMARY_COLUMNS = ("covariate", "coef", "hr", "hr_lower95", "hr_upper95", "se", "z", "p")
+SUMMARY_COLUMNS = (
+    "covariate",
+    "coef",
+    "hr",
+    "hr_lower95",
+    "hr_upper95",
+    "se",
+    "z",
+    "p",
+)
 
 #: Estimator names accepted by :func:`make_estimator` and the command line.
 ESTIMATORS = ("cox", "coxnet", "rsf")
@@ -53,7 +62,11 @@ ESTIMATORS = ("cox", "coxnet", "rsf")
 
 def _target_arrays(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split a structured survival target into (event, time)."""
-    if getattr(y, "dtype", None) is None or y.dtype.names is None or len(y.dtype.names) != 2:
+    if (
+        getattr(y, "dtype", None) is None
+        or y.dtype.names is None
+        or len(y.dtype.names) != 2
+    ):
         raise DataError(
             "y must be a structured array with an event and a time field "
             "(see radscl.models.survival_target)"
@@ -71,7 +84,9 @@ def _step_values(
 ) -> np.ndarray:
     """Evaluate right-continuous step functions (columns at ``step_times``) at
     ``times``; 1 before the first step, the last value after the last."""
-    index = np.searchsorted(step_times, np.asarray(times, dtype=float), side="right") - 1
+    index = (
+        np.searchsorted(step_times, np.asarray(times, dtype=float), side="right") - 1
+    )
     values = step_values[:, np.clip(index, 0, None)]
     return np.where(index < 0, 1.0, values)
 
@@ -174,7 +189,12 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, reset=False, dtype=float)
         relative = np.exp((X - self.x_mean_) @ self.coef_)
-        index = np.searchsorted(self.baseline_times_, np.asarray(times, float), side="right") - 1
+        index = (
+            np.searchsorted(
+                self.baseline_times_, np.asarray(times, float), side="right"
+            )
+            - 1
+        )
         cumulative = np.where(
             index < 0, 0.0, self.baseline_cumulative_hazard_[np.clip(index, 0, None)]
         )
@@ -261,7 +281,9 @@ class PenalizedCox(_SurvivalMixin, BaseEstimator):
     def _coxnet(self, **kwargs):
         from sksurv.linear_model import CoxnetSurvivalAnalysis
 
-        return CoxnetSurvivalAnalysis(l1_ratio=self.l1_ratio, max_iter=self.max_iter, **kwargs)
+        return CoxnetSurvivalAnalysis(
+            l1_ratio=self.l1_ratio, max_iter=self.max_iter, **kwargs
+        )
 
     def fit(self, X, y) -> PenalizedCox:
         """Fit the penalty path, pick the penalty, keep the baseline hazard.
@@ -272,7 +294,9 @@ class PenalizedCox(_SurvivalMixin, BaseEstimator):
             self
         """
         if not 0.0 < self.l1_ratio <= 1.0:
-            raise ParameterError(f"l1_ratio must be in (0, 1], but found {self.l1_ratio}")
+            raise ParameterError(
+                f"l1_ratio must be in (0, 1], but found {self.l1_ratio}"
+            )
         X = validate_data(self, X, reset=True, dtype=float)
         event, time = _target_arrays(y)
 
@@ -291,9 +315,15 @@ class PenalizedCox(_SurvivalMixin, BaseEstimator):
             self.inner_c_ = self._inner_concordance(X, y, event, time, alphas)
             # the largest penalty within reach of the best C keeps the model small
             best = np.nanmax(self.inner_c_)
-            self.alpha_ = float(alphas[np.flatnonzero(self.inner_c_ >= best - 1e-12)[0]])
+            self.alpha_ = float(
+                alphas[np.flatnonzero(self.inner_c_ >= best - 1e-12)[0]]
+            )
         self.coef_ = self.model_.coef_[:, list(alphas).index(self.alpha_)]
-        logger.debug("coxnet penalty %.4g, %d non-zero", self.alpha_, int((self.coef_ != 0).sum()))
+        logger.debug(
+            "coxnet penalty %.4g, %d non-zero",
+            self.alpha_,
+            int((self.coef_ != 0).sum()),
+        )
         return self
 
     def _inner_concordance(self, X, y, event, time, alphas) -> np.ndarray:
@@ -323,7 +353,9 @@ class PenalizedCox(_SurvivalMixin, BaseEstimator):
         """Probability of being event-free at each of ``times``."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=float)
-        values = self.model_.predict_survival_function(X, alpha=self.alpha_, return_array=True)
+        values = self.model_.predict_survival_function(
+            X, alpha=self.alpha_, return_array=True
+        )
         baseline = self.model_._get_baseline_model(self.alpha_)
         return _step_values(baseline.unique_times_, values, times)
 
@@ -426,7 +458,9 @@ def make_estimator(name: str, *, random_state: int = 0) -> BaseEstimator:
         return PenalizedCox(random_state=random_state)
     if name == "rsf":
         return SurvivalForest(random_state=random_state)
-    raise ParameterError(f"unknown model {name!r}; expected one of {', '.join(ESTIMATORS)}")
+    raise ParameterError(
+        f"unknown model {name!r}; expected one of {', '.join(ESTIMATORS)}"
+    )
 
 
 class ColumnSelector(TransformerMixin, BaseEstimator):
@@ -514,7 +548,9 @@ def survival_pipeline(
     return Pipeline(steps)
 
 
-def predict_survival(pipeline: Pipeline, X: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+def predict_survival(
+    pipeline: Pipeline, X: pd.DataFrame, times: Sequence[float]
+) -> np.ndarray:
     """Event-free probabilities at ``times`` from a fitted survival pipeline.
 
     Returns

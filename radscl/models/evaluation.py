@@ -125,7 +125,10 @@ def _fit_predict(
     random_state: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     pipeline = survival_pipeline(
-        spec.estimator, spec.covariates, harmonizer=harmonizer, random_state=random_state
+        spec.estimator,
+        spec.covariates,
+        harmonizer=harmonizer,
+        random_state=random_state,
     )
     pipeline.fit(table.iloc[train], y[train])
     test_rows = table.iloc[test]
@@ -181,12 +184,15 @@ def cross_validated_predictions(
     event = np.asarray(y[y.dtype.names[0]]).astype(bool)
     if event.sum() < folds or (~event).sum() < folds:
         raise DataError(
-            f"{int(event.sum())} events and {int((~event).sum())} censored patients are too "
+            f"{int(event.sum())} events and {int((~event).sum())} censored patients "
+            "are too "
             f"few for {folds}-fold cross-validation"
         )
     times = np.asarray(times, dtype=float)
 
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    splitter = RepeatedStratifiedKFold(
+        n_splits=folds, n_repeats=repeats, random_state=seed
+    )
     splits = list(splitter.split(np.zeros(len(table)), event))
     tasks = [(s, k) for s in range(len(specs)) for k in range(len(splits))]
     logger.info("cross-validation: %d models x %d fits", len(specs), len(splits))
@@ -252,16 +258,23 @@ def likelihood_ratio_test(
 
     extra = [c for c in full if c not in reduced]
     if any(c not in full for c in reduced) or not extra:
-        raise ParameterError("the reduced model's covariates must be a strict subset of the full model's")
+        raise ParameterError(
+            "the reduced model's covariates must be a strict subset of the full model's"
+        )
     covariates = covariate_frame(table, list(full))
     complete = covariates.notna().all(axis=1).to_numpy()
-    y = survival_target(table[time].to_numpy()[complete], table[event].to_numpy()[complete] == 1)
+    y = survival_target(
+        table[time].to_numpy()[complete], table[event].to_numpy()[complete] == 1
+    )
 
     full_fit = CoxPH().fit(covariates[complete], y)
     reduced_fit = CoxPH().fit(covariates.loc[complete, list(reduced)], y)
     statistic = max(2.0 * (full_fit.log_likelihood_ - reduced_fit.log_likelihood_), 0.0)
     return LikelihoodRatioTest(
-        chi2=statistic, df=len(extra), p=float(chi2.sf(statistic, len(extra))), n=int(complete.sum())
+        chi2=statistic,
+        df=len(extra),
+        p=float(chi2.sf(statistic, len(extra))),
+        n=int(complete.sum()),
     )
 
 
@@ -356,7 +369,9 @@ def calibration_table(
     return pd.DataFrame(rows)
 
 
-def usable_horizons(time: np.ndarray, event: np.ndarray, horizons: Sequence[float]) -> np.ndarray:
+def usable_horizons(
+    time: np.ndarray, event: np.ndarray, horizons: Sequence[float]
+) -> np.ndarray:
     """Horizons with an event before them and follow-up beyond them."""
     horizons = np.asarray(horizons, dtype=float)
     first_event = time[event].min()
@@ -416,14 +431,20 @@ def summarise_predictions(
     """
     names = [p.spec.name for p in predictions]
     if reference not in names:
-        raise ParameterError(f"reference model {reference!r} is not among {', '.join(names)}")
+        raise ParameterError(
+            f"reference model {reference!r} is not among {', '.join(names)}"
+        )
     if n_bootstrap < 10:
-        raise ParameterError(f"n_bootstrap must be at least 10, but found {n_bootstrap}")
+        raise ParameterError(
+            f"n_bootstrap must be at least 10, but found {n_bootstrap}"
+        )
 
     outcome = Outcome.from_arrays(time, event)
     horizons = np.asarray(horizons, dtype=float)
     rng = np.random.default_rng(seed)
-    weights = np.vstack([np.ones(outcome.n), bootstrap_weights(outcome.n, n_bootstrap, rng)])
+    weights = np.vstack(
+        [np.ones(outcome.n), bootstrap_weights(outcome.n, n_bootstrap, rng)]
+    )
     metrics = ResampledMetrics(outcome, weights, horizons=horizons, tau=tau)
     curve_metrics = None
     if curve_times is not None and len(curve_times):
@@ -433,7 +454,9 @@ def summarise_predictions(
     curves = {}
     fold_c = {}
     for prediction in predictions:
-        brier_index = [int(np.argmin(np.abs(prediction.times - t))) for t in brier_times]
+        brier_index = [
+            int(np.argmin(np.abs(prediction.times - t))) for t in brier_times
+        ]
         harrell, uno, auc, ibs, curve = [], [], [], [], []
         for r in range(prediction.risk.shape[0]):
             result = metrics.discrimination(prediction.risk[r])
@@ -473,8 +496,12 @@ def summarise_predictions(
             row.update(_with_interval(f"td_auc_{horizon:g}", values["auc"][:, j]))
         row.update(_with_interval("ibs", values["ibs"]))
         delta = float(values["harrell_c"][0] - reference_c[0])
-        lower, upper = corrected_cv_interval(delta, fold_c[spec.name] - fold_c[reference])
-        row.update({"delta_c": delta, "delta_c_lower95": lower, "delta_c_upper95": upper})
+        lower, upper = corrected_cv_interval(
+            delta, fold_c[spec.name] - fold_c[reference]
+        )
+        row.update(
+            {"delta_c": delta, "delta_c_lower95": lower, "delta_c_upper95": upper}
+        )
         rows.append(row)
 
     curve_table = pd.DataFrame(
@@ -484,12 +511,16 @@ def summarise_predictions(
     return Summary(pd.DataFrame(rows), harrell, curve_table)
 
 
-def _per_fold_harrell(outcome: Outcome, prediction: CrossValidatedPredictions) -> np.ndarray:
+def _per_fold_harrell(
+    outcome: Outcome, prediction: CrossValidatedPredictions
+) -> np.ndarray:
     """Harrell's C within each held-out fold, shape (n_repeats, n_folds)."""
     n_folds = int(prediction.fold.max()) + 1
     values = np.empty((prediction.risk.shape[0], n_folds))
     for r in range(prediction.risk.shape[0]):
-        members = (prediction.fold[r][None, :] == np.arange(n_folds)[:, None]).astype(float)
+        members = (prediction.fold[r][None, :] == np.arange(n_folds)[:, None]).astype(
+            float
+        )
         metrics = ResampledMetrics(outcome, members)
         values[r] = metrics.discrimination(prediction.risk[r]).harrell_c
     return values
@@ -528,7 +559,9 @@ def corrected_cv_interval(
     return float(estimate - half_width), float(estimate + half_width)
 
 
-def _with_interval(name: str, values: np.ndarray, level: float = 0.95) -> dict[str, float]:
+def _with_interval(
+    name: str, values: np.ndarray, level: float = 0.95
+) -> dict[str, float]:
     """Point estimate (first row) and percentile interval of the resamples."""
     resamples = values[1:]
     resamples = resamples[np.isfinite(resamples)]
@@ -537,7 +570,11 @@ def _with_interval(name: str, values: np.ndarray, level: float = 0.95) -> dict[s
         lower = upper = np.nan
     else:
         lower, upper = np.percentile(resamples, [tail, 100.0 - tail])
-    return {name: float(values[0]), f"{name}_lower95": float(lower), f"{name}_upper95": float(upper)}
+    return {
+        name: float(values[0]),
+        f"{name}_lower95": float(lower),
+        f"{name}_upper95": float(upper),
+    }
 
 
 __all__ = [

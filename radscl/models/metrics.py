@@ -72,7 +72,9 @@ class Outcome:
             raise DataError("all patients are censored; discrimination is undefined")
         unique_time, time_group = np.unique(time, return_inverse=True)
         time_order = np.argsort(time_group, kind="stable")
-        group_starts = np.searchsorted(time_group[time_order], np.arange(unique_time.shape[0]))
+        group_starts = np.searchsorted(
+            time_group[time_order], np.arange(unique_time.shape[0])
+        )
         return cls(time, event, unique_time, time_group, time_order, group_starts)
 
     @property
@@ -102,11 +104,15 @@ def censoring_survival(outcome: Outcome, weights: np.ndarray) -> np.ndarray:
     censored = totals - events
     at_risk = np.cumsum(totals[:, ::-1], axis=1)[:, ::-1] - events
 
-    ratio = np.divide(censored, at_risk, out=np.zeros_like(censored), where=censored > 0)
+    ratio = np.divide(
+        censored, at_risk, out=np.zeros_like(censored), where=censored > 0
+    )
     return np.cumprod(1.0 - ratio, axis=1)
 
 
-def censoring_at(outcome: Outcome, survival: np.ndarray, times: np.ndarray) -> np.ndarray:
+def censoring_at(
+    outcome: Outcome, survival: np.ndarray, times: np.ndarray
+) -> np.ndarray:
     """Evaluate a censoring survival step function at ``times``.
 
     Returns
@@ -232,7 +238,9 @@ class ResampledMetrics:
     ) -> None:
         weights = np.atleast_2d(np.asarray(weights, dtype=float))
         if weights.shape[1] != outcome.n:
-            raise DataError(f"expected weights for {outcome.n} patients, found {weights.shape[1]}")
+            raise DataError(
+                f"expected weights for {outcome.n} patients, found {weights.shape[1]}"
+            )
         self.outcome = outcome
         self.weights = weights
         self.horizons = np.atleast_1d(np.asarray(horizons, dtype=float))
@@ -245,14 +253,18 @@ class ResampledMetrics:
             1.0, g_at_time, out=np.zeros_like(g_at_time), where=g_at_time > 0
         )
 
-        in_window = outcome.event if tau is None else outcome.event & (outcome.time < tau)
+        in_window = (
+            outcome.event if tau is None else outcome.event & (outcome.time < tau)
+        )
         self._uno_weights = weights * self._inverse_g**2 * in_window
         self._comparable = comparable_sum(outcome, weights)
 
         horizons = self.horizons
         self._controls = (outcome.time[None, :] > horizons[:, None]).astype(float)
         cases = outcome.event[None, :] & (outcome.time[None, :] <= horizons[:, None])
-        self._case_weights = weights[None, :, :] * self._inverse_g[None, :, :] * cases[:, None, :]
+        self._case_weights = (
+            weights[None, :, :] * self._inverse_g[None, :, :] * cases[:, None, :]
+        )
         control_totals = (weights[None, :, :] * self._controls[:, None, :]).sum(axis=2)
         self._auc_denominator = (self._case_weights.sum(axis=2) * control_totals).T
 
@@ -273,7 +285,9 @@ class ResampledMetrics:
         """
         risk = np.asarray(risk, dtype=float)
         if risk.shape != (self.outcome.n,):
-            raise DataError(f"expected {self.outcome.n} risk scores, but found shape {risk.shape}")
+            raise DataError(
+                f"expected {self.outcome.n} risk scores, but found shape {risk.shape}"
+            )
         if not np.isfinite(risk).all():
             raise DataError("risk scores must be finite")
 
@@ -283,13 +297,16 @@ class ResampledMetrics:
 
         weights = self.weights
         harrell = _ratio(
-            (weights * harrell_sum).sum(axis=1), (weights * self._comparable).sum(axis=1)
+            (weights * harrell_sum).sum(axis=1),
+            (weights * self._comparable).sum(axis=1),
         )
         uno = _ratio(
             (self._uno_weights * harrell_sum).sum(axis=1),
             (self._uno_weights * self._comparable).sum(axis=1),
         )
-        auc = _ratio((self._case_weights * control_sum).sum(axis=2).T, self._auc_denominator)
+        auc = _ratio(
+            (self._case_weights * control_sum).sum(axis=2).T, self._auc_denominator
+        )
         return DiscriminationResult(harrell, uno, auc)
 
     def brier(self, survival: np.ndarray, times: Sequence[float]) -> np.ndarray:
@@ -311,7 +328,8 @@ class ResampledMetrics:
         survival = np.asarray(survival, dtype=float)
         if survival.shape != (outcome.n, times.shape[0]):
             raise DataError(
-                f"expected survival probabilities of shape {(outcome.n, times.shape[0])}, "
+                "expected survival probabilities of shape "
+                f"{(outcome.n, times.shape[0])}, "
                 f"but found {survival.shape}"
             )
 
@@ -333,7 +351,9 @@ def integrated_brier(brier: np.ndarray, times: np.ndarray) -> np.ndarray:
     return np.trapezoid(brier, times, axis=-1) / (times[-1] - times[0])
 
 
-def harrell_c(time: Sequence[float], event: Sequence[bool], risk: Sequence[float]) -> float:
+def harrell_c(
+    time: Sequence[float], event: Sequence[bool], risk: Sequence[float]
+) -> float:
     """Harrell's concordance index of risk scores (higher = worse).
 
     Parameters
@@ -402,7 +422,9 @@ def time_dependent_auc(
     numpy.ndarray, shape (len(times),)
     """
     outcome = Outcome.from_arrays(time, event)
-    result = ResampledMetrics(outcome, _ones(outcome), horizons=times).discrimination(risk)
+    result = ResampledMetrics(outcome, _ones(outcome), horizons=times).discrimination(
+        risk
+    )
     return result.auc[0]
 
 
@@ -447,7 +469,9 @@ def _check_positive_censoring(outcome: Outcome, tau: float | None) -> None:
         )
 
 
-def _concordance_block(risk_rows: np.ndarray, risk: np.ndarray, tied_tol: float) -> np.ndarray:
+def _concordance_block(
+    risk_rows: np.ndarray, risk: np.ndarray, tied_tol: float
+) -> np.ndarray:
     difference = risk_rows[:, None] - risk[None, :]
     return np.where(np.abs(difference) <= tied_tol, 0.5, (difference > 0).astype(float))
 
@@ -466,5 +490,8 @@ def _group_sum(values: np.ndarray, outcome: Outcome) -> np.ndarray:
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(
-        numerator, denominator, out=np.full(np.shape(numerator), np.nan), where=denominator > 0
+        numerator,
+        denominator,
+        out=np.full(np.shape(numerator), np.nan),
+        where=denominator > 0,
     )

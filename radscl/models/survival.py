@@ -148,10 +148,14 @@ def validate_outcome(
             f"in {int(bad.sum())} row(s) ({_rows(bad)})"
         )
     if not (event_values >= 1).any():
-        raise DataError(f"{source}: event column {event!r} has no events; nothing to model")
+        raise DataError(
+            f"{source}: event column {event!r} has no events; nothing to model"
+        )
 
 
-def require_columns(table: pd.DataFrame, columns: Sequence[str], *, source: str = "table") -> None:
+def require_columns(
+    table: pd.DataFrame, columns: Sequence[str], *, source: str = "table"
+) -> None:
     """Raise :class:`DataError` naming every column of ``columns`` absent from
     ``table``."""
     missing = [c for c in columns if c not in table.columns]
@@ -199,7 +203,9 @@ def covariate_frame(
         if values.dtype == bool:
             values = values.astype(float)
         if not pd.api.types.is_numeric_dtype(values):
-            examples = ", ".join(repr(v) for v in sorted(values.dropna().astype(str).unique())[:3])
+            examples = ", ".join(
+                repr(v) for v in sorted(values.dropna().astype(str).unique())[:3]
+            )
             raise DataError(
                 f"{source}: covariate {name!r} must be numeric, but found values "
                 f"such as {examples}; encode it as numbers (e.g. 0/1)"
@@ -278,7 +284,10 @@ def select_baseline_scans(
     require_columns(features, [patient_id], source="features")
     if features[patient_id].isna().any():
         rows = features[patient_id].isna().to_numpy()
-        raise DataError(f"features: {patient_id!r} is empty in {int(rows.sum())} row(s) ({_rows(rows)})")
+        raise DataError(
+            f"features: {patient_id!r} is empty in {int(rows.sum())} row(s) "
+            f"({_rows(rows)})"
+        )
 
     if not features[patient_id].duplicated().any():
         return features.copy()
@@ -297,7 +306,8 @@ def select_baseline_scans(
     if order_values.isna().any():
         rows = order_values.isna().to_numpy()
         raise DataError(
-            f"features: {order_by!r} is missing or unreadable in {int(rows.sum())} row(s) "
+            f"features: {order_by!r} is missing or unreadable in "
+            f"{int(rows.sum())} row(s) "
             f"({_rows(rows)}); cannot tell which scan is the baseline"
         )
 
@@ -307,7 +317,11 @@ def select_baseline_scans(
         keys["gapped"] = ~features["contiguous"].astype(bool)
         sort_columns.append("gapped")
     keys["patient"] = features[patient_id].to_numpy()
-    first = keys.sort_values(sort_columns, kind="mergesort").groupby("patient", sort=False).head(1)
+    first = (
+        keys.sort_values(sort_columns, kind="mergesort")
+        .groupby("patient", sort=False)
+        .head(1)
+    )
     logger.debug("baseline scans: %d of %d scans", len(first), len(features))
     return features.loc[features.index.isin(first.index)].copy()
 
@@ -358,8 +372,9 @@ def build_survival_table(
     if patient_id in clinical.columns:
         duplicated = clinical[patient_id].duplicated(keep=False).to_numpy()
         if duplicated.any():
+            n_duplicated = int(clinical[patient_id][duplicated].nunique())
             raise DataError(
-                f"{source}: {int(clinical[patient_id][duplicated].nunique())} patient(s) "
+                f"{source}: {n_duplicated} patient(s) "
                 f"appear more than once in {patient_id!r} ({_rows(duplicated)}); "
                 "the clinical table needs one row per patient"
             )
@@ -369,16 +384,25 @@ def build_survival_table(
 
     require_columns(clinical, [patient_id], source=source)
     baseline = select_baseline_scans(features, patient_id=patient_id, order_by=order_by)
-    overlapping = [c for c in baseline.columns if c in clinical.columns and c != patient_id]
+    overlapping = [
+        c for c in baseline.columns if c in clinical.columns and c != patient_id
+    ]
     joined = clinical.merge(
-        baseline.drop(columns=overlapping), on=patient_id, how="inner", validate="one_to_one"
+        baseline.drop(columns=overlapping),
+        on=patient_id,
+        how="inner",
+        validate="one_to_one",
     )
     if joined.empty:
-        raise DataError(f"{source}: no patient in {patient_id!r} matches a patient in the features")
+        raise DataError(
+            f"{source}: no patient in {patient_id!r} matches a patient in the features"
+        )
 
     n_dropped = len(clinical) - len(joined)
     if n_dropped:
-        logger.warning("%d of %d patients have no scan and are left out", n_dropped, len(clinical))
+        logger.warning(
+            "%d of %d patients have no scan and are left out", n_dropped, len(clinical)
+        )
     if overlapping:
         logger.debug("columns kept from the clinical table: %s", ", ".join(overlapping))
     return SurvivalTable(joined.reset_index(drop=True), time, event, n_dropped)
