@@ -381,7 +381,8 @@ class SurvivalForest(_SurvivalMixin, BaseEstimator):
     max_features : str, int or float
         Features tried at each split.
     max_samples : float, optional
-        Share of the rows drawn for each tree.
+        Share of the rows drawn (with replacement) for each tree; below 1 it
+        speeds up fitting and decorrelates the trees.
     n_jobs : int
         Parallel jobs for fitting and prediction (1 inside cross-validation,
         which is parallel itself).
@@ -393,9 +394,9 @@ class SurvivalForest(_SurvivalMixin, BaseEstimator):
         self,
         n_estimators: int = 100,
         min_samples_leaf: int = 15,
-        max_depth: int | None = 8,
+        max_depth: int | None = None,
         max_features: str | int | float = "sqrt",
-        max_samples: float | None = None,
+        max_samples: float | None = 0.6,
         n_jobs: int = 1,
         random_state: int = 0,
     ) -> None:
