@@ -4,8 +4,18 @@ import pytest
 
 from radscl.cli import main
 from radscl.phantom import synthetic_cohort
-from tests.test_models_estimators import ROSSI_COEF
-from tests.test_models_estimators import ROSSI_COVARIATES
+
+# R's coxph on the Rossi data, Efron ties (see test_models_estimators.py)
+ROSSI_COVARIATES = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
+ROSSI_COEF = [
+    -0.3794222,
+    -0.0574377,
+    0.3138998,
+    -0.1497957,
+    -0.4337039,
+    -0.0848711,
+    0.0914971,
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The comparison on a synthetic cohort whose hazard depends on fibrosis extent."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from radscl.errors import ParameterError
@@ -8,6 +9,7 @@ from radscl.models.comparison import compare_models
 from radscl.models.comparison import model_specs
 from radscl.models.evaluation import corrected_cv_interval
 from radscl.models.evaluation import likelihood_ratio_test
+from radscl.models.evaluation import proportional_hazards_test
 from radscl.phantom import synthetic_cohort
 
 
@@ -135,3 +137,33 @@ def test_model_specs_reject_overlap_and_unknown_models():
         model_specs(["fvc_pct"], ["fvc_pct"])
     with pytest.raises(ParameterError, match="unknown"):
         model_specs(["fvc_pct"], ["x"], ["svm"])
+
+
+def test_schoenfeld_test_flags_crossing_hazards_only():
+    rng = np.random.default_rng(5)
+    n = 600
+    group = rng.integers(0, 2, n)
+    marker = rng.normal(size=n)
+    censor_time = rng.uniform(1.0, 15.0, n)
+    # same scale, Weibull shape 0.6 against 3: the group hazards cross
+    crossing_time = 5.0 * rng.exponential(size=n) ** (
+        1.0 / np.where(group == 1, 3.0, 0.6)
+    )
+    proportional_time = 5.0 * rng.exponential(size=n) * np.exp(-0.5 * marker)
+    table = pd.DataFrame({"group": group, "marker": marker})
+    for name, event_time in (
+        ("crossing", crossing_time),
+        ("proportional", proportional_time),
+    ):
+        table[f"{name}_time"] = np.minimum(event_time, censor_time)
+        table[f"{name}_event"] = (event_time <= censor_time).astype(int)
+
+    crossing = proportional_hazards_test(
+        table, "crossing_time", "crossing_event", ["group"]
+    )
+    proportional = proportional_hazards_test(
+        table, "proportional_time", "proportional_event", ["marker"]
+    )
+
+    assert crossing["p"].iloc[0] < 1e-6
+    assert proportional["p"].iloc[0] > 0.05

@@ -18,7 +18,6 @@ from radscl.models.evaluation import ModelSpec
 from radscl.models.evaluation import cross_validated_predictions
 from radscl.models.survival import survival_target
 from radscl.phantom import synthetic_cohort
-from tests.conftest import shared_data
 
 # R coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio), Efron
 # ties (Fox & Weisberg, appendix to An R Companion to Applied Regression).
@@ -63,8 +62,8 @@ def test_cox_matches_r_on_rossi_from_lifelines():
 
 
 @pytest.mark.realdata
-def test_cox_matches_r_on_rossi_csv():
-    _check_rossi(pd.read_csv(shared_data("survival", "lifelines_rossi.csv")))
+def test_cox_matches_r_on_rossi_csv(shared_data_path):
+    _check_rossi(pd.read_csv(shared_data_path("survival", "lifelines_rossi.csv")))
 
 
 def test_cox_survival_matches_lifelines_at_event_times():
