@@ -781,7 +781,7 @@ def _read_table(path: Path):
     "of the process list).",
 )
 @click.option(
-    "--quiet", "command_quiet", is_flag=True, help="No progress bar or summary."
+    "--quiet", "-q", "command_quiet", is_flag=True, help="No progress bar or summary."
 )
 @click.pass_context
 def extract(
