@@ -221,6 +221,32 @@ def test_no_patient_identifier_reaches_any_output(serial_run, capfd):
             assert secret not in data, f"{secret!r} found in {path}"
 
 
+def test_no_patient_identifier_reaches_the_logs(
+    cohort, mechanics_params, tmp_path, capfd
+):
+    inputs, _ = cohort
+    chosen = [inputs[0], inputs[10]]  # a phantom DICOM series and the MR series
+
+    code = main(
+        [
+            "-vv",
+            "extract",
+            *chosen,
+            "--out",
+            str(tmp_path / "out"),
+            "--params",
+            mechanics_params,
+        ]
+    )
+
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err
+    assert code == 1
+    assert "c11 failed" in logs
+    assert PHANTOM_PATIENT_ID not in logs
+    assert "SYNTHETIC" not in logs
+
+
 # Resume -------------------------------------------------------------------
 
 
