@@ -1051,3 +1051,163 @@ def model_compare(
         click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         click.echo(f"report: {written['report']}")
     return EXIT_OK
+
+
+@cli.command("extract")
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Extraction folder; re-running into it resumes.",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CSV with an image column (pyradiomics' Image is the same) and "
+    "optionally case_id; other columns are carried into the output.",
+)
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML parameter file; keys not given keep the defaults of "
+    "params/extraction.yaml.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Cases extracted at once, each in its own process.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Run on a Dask cluster (tcp://host:8786), or local:N for a local "
+    "cluster of N workers; needs radscl[dask].",
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Replace case ids by a keyed hash everywhere, folder names included.",
+)
+@click.option(
+    "--pseudonym-key",
+    default=None,
+    help="Key of the hash (default: $RADSCL_PSEUDONYM_KEY, which keeps it out "
+    "of the process list).",
+)
+@click.option(
+    "--quiet", "-q", "command_quiet", is_flag=True, help="No progress bar or summary."
+)
+@click.pass_context
+def extract(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    out_dir: Path,
+    manifest: Path | None,
+    params_file: Path | None,
+    jobs: int,
+    scheduler: str | None,
+    pseudonymize: bool,
+    pseudonym_key: str | None,
+    command_quiet: bool,
+) -> int:
+    """Extract the features of every scan into one table.
+
+    INPUT is a scan file (.nii, .nii.gz, .nrrd, .mha) or a DICOM folder; the
+    case id is its name, or the manifest's case_id. Writes to OUT:
+    features.csv and features.parquet (one row per scan), failures.csv,
+    provenance.json and cases/<case_id>/ (features.json, label map, QC
+    picture). A scan that fails is recorded and the others go on; the exit
+    status is 1 when any failed. Running again with the same OUT keeps the
+    finished cases and retries the failed ones.
+    """
+    from radscl.errors import ParameterError
+    from radscl.extract.cases import collect_cases
+    from radscl.extract.cases import pseudonym_key as choose_key
+    from radscl.extract.cohort import extract_cohort
+    from radscl.extract.params import load_parameters
+    from radscl.extract.worker import ACQUISITION_COLUMNS
+    from radscl.extract.worker import QUALITY_COLUMN
+
+    quiet = command_quiet or ctx.obj.get("quiet", False)
+    if scheduler is not None and jobs != 1:
+        raise ParameterError("--jobs and --scheduler exclude each other")
+    key = choose_key(pseudonym_key, pseudonymize)
+    params = load_parameters(params_file)
+    cases = collect_cases(
+        inputs,
+        manifest,
+        key=key,
+        reserved_columns=(*ACQUISITION_COLUMNS, QUALITY_COLUMN),
+    )
+
+    reporter = _ExtractProgress(show_bar=not quiet and sys.stderr.isatty())
+    try:
+        result = extract_cohort(
+            cases,
+            out_dir,
+            params,
+            jobs=jobs,
+            scheduler=scheduler,
+            pseudonym_key=key,
+            reporter=reporter,
+        )
+    finally:
+        reporter.close()
+
+    if not quiet:
+        resumed = (
+            f", {result.n_resumed} kept from earlier runs" if result.n_resumed else ""
+        )
+        click.echo(
+            f"extracted {result.n_finished} of {result.n_cases} cases{resumed}; "
+            f"{result.n_rows} rows in {out_dir / 'features.csv'}"
+        )
+    if result.failed:
+        raise CasesFailed(
+            f"{len(result.failed)} of {result.n_cases} cases failed; reasons in "
+            f"{out_dir / 'failures.csv'}"
+        )
+    return EXIT_OK
+
+
+class _ExtractProgress:
+    """A progress bar on stderr for interactive runs of radscl extract."""
+
+    def __init__(self, show_bar: bool) -> None:
+        self.show_bar = show_bar
+        self.bar = None
+
+    def started(self, pending: int, resumed: int) -> None:
+        if resumed:
+            logging.getLogger("radscl.cli").info(
+                "%d cases finished earlier are kept", resumed
+            )
+        if self.show_bar and pending:
+            self.bar = click.progressbar(
+                length=pending,
+                label="extracting",
+                file=sys.stderr,
+                show_pos=True,
+                show_eta=True,
+                item_show_func=lambda text: text,
+            )
+            self.bar.__enter__()
+
+    def case_done(self, outcome) -> None:
+        if self.bar is not None:
+            state = "done" if outcome.finished else "FAILED"
+            self.bar.update(1, f"{outcome.case_id} {state}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
