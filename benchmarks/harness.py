@@ -71,10 +71,23 @@ def _child(
             start = time.perf_counter()
             details = run(*args)
             times.append(time.perf_counter() - start)
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        queue.put(("ok", times, peak_kb / 1024.0, details if isinstance(details, dict) else {}))
+        queue.put(("ok", times, _peak_rss_mb(), details if isinstance(details, dict) else {}))
     except BaseException as error:  # report any failure to the parent
         queue.put(("error", f"{type(error).__name__}: {error}", 0.0, {}))
+
+
+def _peak_rss_mb() -> float:
+    # On Linux a spawned child's ru_maxrss starts at the parent's peak, because
+    # the kernel carries the forked image's high-water mark across exec; VmHWM
+    # counts this process's own memory only.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _limit_threads(threads: int) -> None:
