@@ -77,14 +77,17 @@ def _child(
 
 
 def _peak_rss_mb() -> float:
-    # On Linux a spawned child's ru_maxrss starts at the parent's peak, because
-    # the kernel carries the forked image's high-water mark across exec; VmHWM
-    # counts this process's own memory only.
+    """Peak resident memory of this process since it started.
+
+    On Linux ``ru_maxrss`` survives ``exec`` and so includes the parent's
+    resident size at the moment it spawned the child; the high-water mark in
+    /proc/self/status belongs to the fresh process alone.
+    """
     try:
         with open("/proc/self/status") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) / 1024.0
+                    return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -23,9 +23,17 @@ The generative model (time in years, ``z(.)`` a standardised value):
   ratio ``0.65 * z(vessel) - 0.025 * (DLco - 60)``, competing with death;
 * FVC % predicted over time: patient intercept plus slope
   ``-1.0 - 0.8 * z(airway ratio)`` % predicted per year, with a random slope
-  (sd 1.2) and visit noise (sd 3);
+  (sd 1.2) and visit noise (sd 3) at every visit after the first; visits come
+  every 4 to 14 months until death or censoring (at most 12), or, with
+  ``n_visits=(low, high)``, between ``low`` and ``high`` visits regardless of
+  follow-up;
 * measured CT features = true value + measurement noise + the centre's
-  scanner effect (HU offset, kernel-dependent histogram shape, extent bias).
+  scanner effect (HU offset, kernel-dependent histogram shape, extent bias);
+* age ~ normal (mean 55, sd 12) clipped to [20, 85]; with
+  ``centre_age_gap_years`` the centres differ in case mix, centre k's mean age
+  being ``55 + (k - (n_centres - 1) / 2) * centre_age_gap_years``. Age acts on
+  outcome and, through predicted FVC, on lung volume, so a site difference in
+  lung volume is then partly biological: the case harmonisation must keep.
 """
 
 from __future__ import annotations
@@ -253,6 +261,8 @@ def synthetic_cohort(
     repeat_fraction: float = 0.25,
     gapped_fraction: float = 0.15,
     seed: int = 0,
+    n_visits: tuple[int, int] | None = None,
+    centre_age_gap_years: float = 0.0,
 ) -> SyntheticCohort:
     """Draw a synthetic multi-centre SSc-ILD cohort with a known truth.
 
@@ -269,6 +279,15 @@ def synthetic_cohort(
         Share of scans that are gapped (incremental) HRCT, in [0, 1].
     seed : int
         Seed of the random generator; the same seed gives the same cohort.
+    n_visits : tuple of int, optional
+        ``(low, high)``: give every patient between ``low`` and ``high``
+        lung-function visits (inclusive) at irregular 4- to 14-month intervals,
+        not cut at death or censoring, for tables of a fixed size. By default
+        visits stop at the end of follow-up (at most 12). The patients and
+        scans do not depend on this argument.
+    centre_age_gap_years : float
+        Difference in mean age between successive centres (case mix). The
+        default 0 gives the same cohort as before this option existed.
 
     Returns
     -------
@@ -290,11 +309,15 @@ def synthetic_cohort(
     for name, value in (("repeat_fraction", repeat_fraction), ("gapped_fraction", gapped_fraction)):
         if not 0.0 <= value <= 1.0:
             raise RadsclError(f"{name} must be in [0, 1], but found {value}")
+    if n_visits is not None and not 1 <= n_visits[0] <= n_visits[1]:
+        raise RadsclError(
+            f"n_visits must be (low, high) with 1 <= low <= high, but found {n_visits}"
+        )
 
     rng = np.random.default_rng(seed)
-    patients = _draw_patients(rng, n_patients, n_centres)
+    patients = _draw_patients(rng, n_patients, n_centres, centre_age_gap_years)
     scans = _draw_scans(rng, patients, repeat_fraction, gapped_fraction)
-    lung_function = _draw_lung_function(rng, patients)
+    lung_function = _draw_lung_function(rng, patients, n_visits)
 
     logger.debug(
         "synthetic cohort: %d patients, %d scans, %d visits",
@@ -306,9 +329,13 @@ def synthetic_cohort(
     return SyntheticCohort(patients, scans, lung_function, truth)
 
 
-def _draw_patients(rng: np.random.Generator, n: int, n_centres: int) -> pd.DataFrame:
+def _draw_patients(
+    rng: np.random.Generator, n: int, n_centres: int, centre_age_gap_years: float = 0.0
+) -> pd.DataFrame:
     centre_index = rng.integers(0, n_centres, n)
-    age = np.clip(rng.normal(55, 12, n), 20, 85)
+    # The shift is deterministic so that the default draws the same numbers.
+    age_shift = (centre_index - (n_centres - 1) / 2) * centre_age_gap_years
+    age = np.clip(rng.normal(55, 12, n) + age_shift, 20, 85)
     male = rng.uniform(size=n) < 0.18
     height_cm = np.where(male, rng.normal(176, 7, n), rng.normal(163, 6, n))
 
@@ -471,7 +498,11 @@ def _draw_scans(
     return scans
 
 
-def _draw_lung_function(rng: np.random.Generator, patients: pd.DataFrame) -> pd.DataFrame:
+def _draw_lung_function(
+    rng: np.random.Generator,
+    patients: pd.DataFrame,
+    n_visits: tuple[int, int] | None = None,
+) -> pd.DataFrame:
     airway_z = _standardise(patients["true_airway_lung_ratio_pct"].to_numpy())
     slope_truth = COHORT_TRUTH["fvc_slope_pct_per_year"]
     slopes = (
@@ -486,11 +517,16 @@ def _draw_lung_function(rng: np.random.Generator, patients: pd.DataFrame) -> pd.
     for i, patient in enumerate(patients.itertuples(index=False)):
         # Irregular visits roughly every 4 to 14 months during follow-up.
         visit_years = [0.0]
-        while True:
-            next_visit = visit_years[-1] + rng.uniform(0.33, 1.2)
-            if next_visit > patient.time_years or len(visit_years) >= 12:
-                break
-            visit_years.append(next_visit)
+        if n_visits is None:
+            while True:
+                next_visit = visit_years[-1] + rng.uniform(0.33, 1.2)
+                if next_visit > patient.time_years or len(visit_years) >= 12:
+                    break
+                visit_years.append(next_visit)
+        else:
+            wanted = int(rng.integers(n_visits[0], n_visits[1] + 1))
+            while len(visit_years) < wanted:
+                visit_years.append(visit_years[-1] + rng.uniform(0.33, 1.2))
         dlco_slope = 0.8 * slopes[i] + rng.normal(0, 0.8)
         for years in visit_years:
             fvc_pct = patient.fvc_pct + slopes[i] * years + rng.normal(

@@ -1,34 +1,22 @@
-"""Loading chest CT scans, choosing a series, scan metadata and quality checks.
-
-Every scan, whatever its format, is returned as a :class:`Scan`: a Hounsfield
-array in one canonical orientation with its geometry, identifier-free metadata
-and a quality report.
-
-Canonical orientation
----------------------
-Arrays are indexed ``[z, y, x]`` in the DICOM patient frame (LPS): ``x`` grows
-towards the patient's left, ``y`` towards the posterior and ``z`` towards the
-head. Index ``[0, 0, 0]`` is therefore the inferior, anterior, right-most voxel,
-and an axial slice ``hounsfield[k]`` displays in the radiological convention
-(patient's right on the viewer's left, anterior at the top). Spacings are given
-in array order, ``(z, y, x)``; the ``z`` spacing is the slice *interval* taken
-from slice positions, never the slice thickness.
-"""
+"""The scan object: Hounsfield volume, geometry, metadata and quality findings."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 #: Severity of quality findings, on the logging scale.
 INFO = logging.INFO
 WARNING = logging.WARNING
 ERROR = logging.ERROR
+
+
+#: Hounsfield value given to padding outside the field of view.
+AIR_HU = -1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +57,7 @@ class ScanMetadata:
     Attributes
     ----------
     source_format : str
-        ``"dicom"``, ``"nifti"``, ``"nrrd"`` or ``"mha"``.
+        ``"dicom"``, ``"nifti"``, ``"nrrd"``, ``"mha"`` or ``"array"``.
     shape : tuple of int
         Array shape ``(slices, rows, columns)``.
     spacing_mm : tuple of float
@@ -97,6 +85,11 @@ class ScanMetadata:
         without revealing the UID.
     series_choice : str
         Why this series was chosen, when the input held several.
+    kernel_class : str
+        ``"sharp"``, ``"soft"`` or ``"unknown"``, from :func:`classify_kernel`.
+    gantry_tilt_deg : float
+        Tilt between the slice normal and the direction the slices are stacked
+        in, measured from the slice positions (0 for an orthogonal stack).
     """
 
     source_format: str
@@ -115,6 +108,8 @@ class ScanMetadata:
     series_number: int | None = None
     series_key: str | None = None
     series_choice: str = ""
+    kernel_class: str = "unknown"
+    gantry_tilt_deg: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dictionary."""
@@ -139,7 +134,9 @@ class Scan:
         The 3x3 direction cosine matrix, row-major, ITK convention; identity
         unless the acquisition was oblique or tilted.
     slice_positions_mm : numpy.ndarray
-        ``z`` position of every slice, ascending.
+        Position of every slice along the slice normal (``z`` for an axial
+        scan), ascending. For gapped HRCT these are the recorded positions,
+        which need not be evenly spaced.
     metadata : ScanMetadata
         Acquisition metadata.
     quality : list of QualityFinding
@@ -167,3 +164,70 @@ class Scan:
     def contiguous(self) -> bool:
         """False for gapped (incremental) HRCT."""
         return self.metadata.contiguous
+
+    @property
+    def worst_severity(self) -> int:
+        """Highest severity among the quality findings (0 when there are none)."""
+        return max((finding.severity for finding in self.quality), default=0)
+
+    def findings(self, min_severity: int = INFO) -> list[QualityFinding]:
+        """Return the quality findings at or above a severity.
+
+        Parameters
+        ----------
+        min_severity : int
+            Logging level, e.g. :data:`WARNING`.
+
+        Returns
+        -------
+        list of QualityFinding
+        """
+        return [f for f in self.quality if f.severity >= min_severity]
+
+
+def classify_kernel(kernel: str | None) -> str:
+    """Classify a reconstruction kernel as sharp (lung) or soft.
+
+    The rule, by vendor naming:
+
+    * Siemens ``B``/``I``/``Br``/``Bl``/``Hr``/``Qr`` followed by a number
+      (``B70f``, ``I70f``, ``Br64``): sharp from 50 up, soft below (``B30f``,
+      ``B40f``, ``B45f``).
+    * Toshiba/Canon ``FCnn``: sharp from 30 up (``FC51``, ``FC52``, ``FC86``,
+      bone ``FC30``), soft below (``FC10``, ``FC13``, ``FC17``).
+    * Philips letters: ``L``, ``D``, ``E``, ``YC``, ``YD`` (and ``LA``...)
+      sharp; ``A``, ``B``, ``C``, ``CB``, ``UB``, ``YA``, ``YB`` soft.
+    * Words (GE and others): ``LUNG``, ``BONE``, ``BONEPLUS``, ``EDGE``,
+      ``DETAIL``, ``SHARP``, ``HIGH`` are sharp; ``STANDARD``, ``STND``,
+      ``SOFT``, ``SMOOTH``, ``BODY``, ``MEDIASTINUM`` soft.
+
+    Parameters
+    ----------
+    kernel : str or None
+        ConvolutionKernel; multi-valued kernels (``I70f\\3``) use the first value.
+
+    Returns
+    -------
+    str
+        ``"sharp"``, ``"soft"`` or ``"unknown"``.
+    """
+    if not kernel:
+        return "unknown"
+    name = str(kernel).split("\\")[0].strip()
+    upper = name.upper()
+
+    numbered = re.match(r"^(B|I|BR|BL|BV|HR|QR|BF|HF)(\d{2})", upper)
+    if numbered:
+        return "sharp" if int(numbered.group(2)) >= 50 else "soft"
+    toshiba = re.match(r"^FC(\d{2})", upper)
+    if toshiba:
+        return "sharp" if int(toshiba.group(1)) >= 30 else "soft"
+    if upper in {"L", "LA", "LB", "LC", "D", "E", "EA", "EB", "YC", "YD", "YE"}:
+        return "sharp"
+    if upper in {"A", "B", "C", "CB", "UA", "UB", "UC", "YA", "YB"}:
+        return "soft"
+    if re.search(r"LUNG|BONE|EDGE|DETAIL|SHARP|HIGH|HRCT", upper):
+        return "sharp"
+    if re.search(r"STANDARD|STND|SOFT|SMOOTH|BODY|MEDIASTIN|BRAIN", upper):
+        return "soft"
+    return "unknown"

@@ -1,0 +1,1 @@
+"""Survival data, Cox models, forests, evaluation and longitudinal analysis."""

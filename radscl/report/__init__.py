@@ -1,0 +1,1 @@
+"""QC pictures, plots and the self-contained HTML report."""
