@@ -519,8 +519,14 @@ def _feature_names(config_json: str) -> tuple[str, ...]:
     extractor = _make_extractor(
         config, minimumROISize=None, minimumROIDimensions=1, resampledPixelSpacing=None
     )
-    with _numerical_warnings_logged("feature names", "synthetic region"):
-        result = extractor.execute(image, mask)
+    try:
+        with _numerical_warnings_logged("feature names", "synthetic region"):
+            result = extractor.execute(image, mask)
+    except Exception as error:
+        raise RadiomicsError(
+            "pyradiomics could not list the features of these parameters on a "
+            f"synthetic region: {type(error).__name__}: {_one_line(error)}"
+        ) from error
     return tuple(name for name in result if not name.startswith("diagnostics_"))
 
 
