@@ -1,0 +1,1 @@
+"""Feature extractors: lung, airway, vessel, fibrosis and radiomics features."""
