@@ -119,6 +119,7 @@ def analyse_tree(
     seed: np.ndarray,
     *,
     offset: tuple[int, int, int] = (0, 0, 0),
+    edge_fractions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> AirwayTree | None:
     """Trace the centreline of an airway lumen and measure its branches.
 
@@ -134,6 +135,10 @@ def analyse_tree(
     offset : tuple of int
         Index of ``lumen[0, 0, 0]`` on the scan grid, added to the voxel
         indices in the result.
+    edge_fractions : tuple of numpy.ndarray, optional
+        ``(n, 3)`` indices of voxels on either side of the lumen edge and the
+        fraction of lumen each holds; without them every lumen voxel counts
+        whole in the calibre.
 
     Returns
     -------
@@ -169,7 +174,13 @@ def analyse_tree(
     coords, inscribed = _prune(coords, inscribed, spacing, seed_top)
     if coords.shape[0] < 3:
         return None
-    tree = _branch_table(coords, inscribed, spacing, seed_top, inside)
+    weight = inside.astype(np.float32)
+    if edge_fractions is not None:
+        points, fractions = edge_fractions
+        points = points - corner
+        within = np.all((points >= 0) & (points < np.array(weight.shape)), axis=1)
+        weight[tuple(points[within].T)] = fractions[within]
+    tree = _branch_table(coords, inscribed, spacing, seed_top, weight)
     if tree is None:
         return None
     voxel_branch, radius, table = tree
@@ -389,7 +400,7 @@ def _branch_table(
     inscribed: np.ndarray,
     spacing: np.ndarray,
     seed_top: np.ndarray,
-    inside: np.ndarray,
+    weight: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
     d = _decompose(coords, spacing)
     if d.n_chains == 0:
@@ -444,11 +455,16 @@ def _branch_table(
     for node in order[1:]:
         depth[node] = depth[predecessors[node]] + 1
 
-    # Lumen voxels belong to their nearest centreline voxel; the lumen area
-    # there is their volume over the centreline length each voxel stands for.
+    # Lumen voxels (weighted by their lumen fraction at the edge) belong to
+    # their nearest centreline voxel; the lumen area there is their volume
+    # over the centreline length each centreline voxel stands for.
     voxel_mm3 = float(np.prod(spacing))
-    _, nearest = cKDTree(coords * spacing).query(np.argwhere(inside) * spacing)
-    volume_mm3 = np.bincount(nearest, minlength=coords.shape[0]) * voxel_mm3
+    points = np.argwhere(weight > 0)
+    _, nearest = cKDTree(coords * spacing).query(points * spacing)
+    volume_mm3 = (
+        np.bincount(nearest, weights=weight[tuple(points.T)], minlength=coords.shape[0])
+        * voxel_mm3
+    )
     step_mm = np.asarray(d.graph.sum(axis=1)).ravel() / 2.0
     step_mm = np.maximum(step_mm, float(spacing.min()) / 2.0)
     radius = inscribed.copy()

@@ -294,7 +294,7 @@ def segment_airways(
             QualityFinding(
                 "airway_no_seed",
                 ERROR,
-                "the lung segmentation is empty, so there is nowhere to look for airways",
+                "the lung segmentation is empty: there is nowhere to look for airways",
                 "airway measurements are left empty",
             )
         )
@@ -326,9 +326,11 @@ def segment_airways(
             lumen, wall, spacing, None, findings, seed_source=seed_source
         )
 
-    grown = _refine_boundary(image, grown, spacing, params.boundary_band_mm)
+    levels: list = []
+    grown = _refine_boundary(image, grown, spacing, params.boundary_band_mm, levels)
     offset = tuple(s.start for s in box)
-    tree = analyse_tree(grown, spacing, seed, offset=offset)
+    edges = _edge_fractions(image, grown, levels)
+    tree = analyse_tree(grown, spacing, seed, offset=offset, edge_fractions=edges)
     for _ in range(params.refine_rounds if tree is not None else 0):
         added = _refine_periphery(
             image, growth_image, grown, tree, offset, spacing, threshold, params
@@ -336,7 +338,8 @@ def segment_airways(
         if added == 0:
             break
         logger.debug("peripheral refinement added %d voxels", added)
-        tree = analyse_tree(grown, spacing, seed, offset=offset)
+        edges = _edge_fractions(image, grown, levels)
+        tree = analyse_tree(grown, spacing, seed, offset=offset, edge_fractions=edges)
         if tree is None:
             break
 
@@ -373,6 +376,9 @@ MIN_EDGE_CONTRAST_HU = 150.0
 #: distance: the wall lies just outside the lumen, while a vessel further away
 #: must not raise the level (which would pull the wall ring into the lumen).
 WALL_SEARCH_MM = 1.0
+#: Least wall level: airway wall is soft tissue, and a wall ring darker than
+#: this is a thin wall diluted by blur and partial volume.
+WALL_FLOOR_HU = -400.0
 
 
 def _work_box(labels: np.ndarray, spacing: tuple[float, float, float]):
@@ -813,6 +819,7 @@ def _refine_boundary(
     lumen: np.ndarray,
     spacing: tuple[float, float, float],
     band_mm: float,
+    levels: list | None = None,
 ) -> np.ndarray:
     """Move the lumen edge out to half-way between the lumen and wall levels.
 
@@ -821,8 +828,10 @@ def _refine_boundary(
     they are reached from: from lumen to wall the values rise, and a fall
     means the wall has been crossed into the lung behind it. Where the local
     contrast is under :data:`MIN_EDGE_CONTRAST_HU` there is no edge to find.
+    The wall level is at least :data:`WALL_FLOOR_HU`. When ``levels`` is a
+    list, the box and the darkest and brightest values are appended to it.
     """
-    if band_mm <= 0 or not lumen.any():
+    if not lumen.any():
         return lumen
     box = _grown_box(lumen, spacing, band_mm + 2.0)
     sub = image[box].astype(np.float32)
@@ -832,8 +841,11 @@ def _refine_boundary(
     darkest = ndimage.minimum_filter(sub, size=reach)
     wall_reach = [2 * int(math.ceil(WALL_SEARCH_MM / s - 0.01)) + 1 for s in spacing]
     brightest = np.minimum(ndimage.maximum_filter(sub, size=wall_reach), 100.0)
+    brightest = np.maximum(brightest, WALL_FLOOR_HU)
     level = 0.5 * (darkest + brightest)
     level[brightest - darkest < MIN_EDGE_CONTRAST_HU] = -np.inf
+    if levels is not None:
+        levels.extend([box, darkest, brightest])
 
     result = inner.copy()
     passes_in_plane = int(math.ceil(band_mm / min(spacing[1:])))
@@ -853,6 +865,37 @@ def _refine_boundary(
     lumen = lumen.copy()
     lumen[box] = result
     return lumen
+
+
+def _edge_fractions(
+    image: np.ndarray, lumen: np.ndarray, levels: list
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lumen fraction of the voxels on either side of the lumen edge.
+
+    A voxel between the lumen level (darkest nearby) and the wall level
+    (brightest nearby) holds lumen in proportion to how close its value is to
+    the lumen level. The voxels just inside the edge and just outside it
+    carry these fractions; summed with the whole voxels inside, they give a
+    lumen area finer than a voxel (used for calibre, not for volumes, which
+    count the voxels of the label map).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(n, 3)`` voxel indices in ``lumen``'s frame and their fractions.
+    """
+    box, darkest, brightest = levels
+    inner = lumen[box]
+    outer_edge = ndimage.binary_dilation(inner) & ~inner
+    inner_edge = inner & ~ndimage.binary_erosion(inner, border_value=1)
+    points = np.argwhere(outer_edge | inner_edge)
+    index = tuple(points.T)
+    contrast = brightest[index] - darkest[index]
+    fraction = (brightest[index] - image[box][index]) / np.maximum(contrast, 1.0)
+    fraction = np.clip(fraction, 0.0, 1.0)
+    flat = contrast < MIN_EDGE_CONTRAST_HU
+    fraction[flat] = inner[index][flat]
+    return points + np.array([b.start for b in box]), fraction.astype(np.float32)
 
 
 def _grown_box(mask: np.ndarray, spacing, margin_mm: float):
