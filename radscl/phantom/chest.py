@@ -146,21 +146,35 @@ class PhantomSpec:
     def validate(self) -> None:
         """Raise :class:`RadsclError` naming the first out-of-range field."""
         if self.size not in SIZE_PRESETS:
-            raise RadsclError(f"size must be one of {sorted(SIZE_PRESETS)}, but found {self.size!r}")
+            raise RadsclError(
+                f"size must be one of {sorted(SIZE_PRESETS)}, but found {self.size!r}"
+            )
         if self.kernel not in KERNELS:
-            raise RadsclError(f"kernel must be one of {sorted(KERNELS)}, but found {self.kernel!r}")
+            raise RadsclError(
+                f"kernel must be one of {sorted(KERNELS)}, but found {self.kernel!r}"
+            )
         if not 0.0 <= self.fibrosis_pct <= 60.0:
-            raise RadsclError(f"fibrosis_pct must be in [0, 60], but found {self.fibrosis_pct}")
+            raise RadsclError(
+                f"fibrosis_pct must be in [0, 60], but found {self.fibrosis_pct}"
+            )
         if not 0.0 <= self.emphysema_pct <= 30.0:
-            raise RadsclError(f"emphysema_pct must be in [0, 30], but found {self.emphysema_pct}")
+            raise RadsclError(
+                f"emphysema_pct must be in [0, 30], but found {self.emphysema_pct}"
+            )
         if self.fibrosis_pct + self.emphysema_pct > 70.0:
             raise RadsclError("fibrosis_pct + emphysema_pct must not exceed 70")
         if not 0.5 <= self.airway_dilation <= 3.0:
-            raise RadsclError(f"airway_dilation must be in [0.5, 3], but found {self.airway_dilation}")
+            raise RadsclError(
+                f"airway_dilation must be in [0.5, 3], but found {self.airway_dilation}"
+            )
         if not 0.5 <= self.vessel_scale <= 2.0:
-            raise RadsclError(f"vessel_scale must be in [0.5, 2], but found {self.vessel_scale}")
+            raise RadsclError(
+                f"vessel_scale must be in [0.5, 2], but found {self.vessel_scale}"
+            )
         if self.noise_hu is not None and not 0.0 <= self.noise_hu <= 200.0:
-            raise RadsclError(f"noise_hu must be in [0, 200], but found {self.noise_hu}")
+            raise RadsclError(
+                f"noise_hu must be in [0, 200], but found {self.noise_hu}"
+            )
 
 
 @dataclasses.dataclass
@@ -310,7 +324,10 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
         heart_semi_axes=(64.0, 50.0, 54.0),
         carina=carina,
         trachea_xy=(0.0, -10.0),
-        hilum={"right": np.array([-33.0, -3.0, 2.0]), "left": np.array([35.0, -1.0, -10.0])},
+        hilum={
+            "right": np.array([-33.0, -3.0, 2.0]),
+            "left": np.array([35.0, -1.0, -10.0]),
+        },
         venous_hilum={
             "right": np.array([-33.0, 14.0, -34.0]),
             "left": np.array([35.0, 16.0, -40.0]),
@@ -360,7 +377,11 @@ def _lung_sdf(anatomy: _Anatomy, side: str, z, y, x) -> np.ndarray:
 
 
 def _sample_lung_points(
-    rng: np.random.Generator, anatomy: _Anatomy, side: str, n: int, margin_mm: float = 1.5
+    rng: np.random.Generator,
+    anatomy: _Anatomy,
+    side: str,
+    n: int,
+    margin_mm: float = 1.5,
 ) -> np.ndarray:
     """Uniform random points inside one lung, at least ``margin_mm`` from its surface."""
     lung = anatomy.lungs[side]
@@ -370,7 +391,9 @@ def _sample_lung_points(
     count = 0
     while count < n:
         candidates = centre + rng.uniform(-1.0, 1.0, size=(4 * n, 3)) * semi
-        sdf = _lung_sdf(anatomy, side, candidates[:, 2], candidates[:, 1], candidates[:, 0])
+        sdf = _lung_sdf(
+            anatomy, side, candidates[:, 2], candidates[:, 1], candidates[:, 0]
+        )
         inside = candidates[sdf < -margin_mm]
         chosen.append(inside)
         count += inside.shape[0]
@@ -440,7 +463,9 @@ def _grow_trees(
         airways = airways.concatenate(lobar, attach_to=main_index)
         airway_side.extend([side_index] * len(lobar))
 
-        arteries = _arteries_beside(anatomy, side, bronchus, lobar, spec.airway_dilation, fibrotic_at)
+        arteries = _arteries_beside(
+            anatomy, side, bronchus, lobar, spec.airway_dilation, fibrotic_at
+        )
         vessels = vessels.concatenate(arteries)
 
         vein_points = _sample_lung_points(rng, anatomy, side, 6144)
@@ -603,22 +628,33 @@ def _plan_disease(
     # Calibrate thresholds on a grid-independent sample of the lung, so that
     # contiguous and gapped sampling see exactly the same anatomy.
     sample = np.concatenate(
-        [_sample_lung_points(rng, anatomy, side, 60000, margin_mm=0.0) for side in ("right", "left")]
+        [
+            _sample_lung_points(rng, anatomy, side, 60000, margin_mm=0.0)
+            for side in ("right", "left")
+        ]
     )
     tops = [lung["centre"][2] + lung["semi_axes"][2] for lung in anatomy.lungs.values()]
     bottoms = [lung["dome_base_z"] for lung in anatomy.lungs.values()]
     disease = _Disease(
-        fibrosis_field, emphysema_field, texture_field, net_field,
-        lung_top_z=float(max(tops)), lung_bottom_z=float(min(bottoms)),
-        fibrosis_threshold=np.inf, reticulation_threshold=np.inf,
-        honeycomb_threshold=np.inf, emphysema_threshold=np.inf,
+        fibrosis_field,
+        emphysema_field,
+        texture_field,
+        net_field,
+        lung_top_z=float(max(tops)),
+        lung_bottom_z=float(min(bottoms)),
+        fibrosis_threshold=np.inf,
+        reticulation_threshold=np.inf,
+        honeycomb_threshold=np.inf,
+        emphysema_threshold=np.inf,
     )
     disease.cysts = _draw_cyst_lattice(rng)
     depth = -np.minimum(
         _lung_sdf(anatomy, "right", sample[:, 2], sample[:, 1], sample[:, 0]),
         _lung_sdf(anatomy, "left", sample[:, 2], sample[:, 1], sample[:, 0]),
     )
-    propensity = _fibrosis_propensity(disease, depth, sample[:, 2], fibrosis_field.at_points(sample))
+    propensity = _fibrosis_propensity(
+        disease, depth, sample[:, 2], fibrosis_field.at_points(sample)
+    )
 
     extent = spec.fibrosis_pct / 100.0
     if extent > 0:
@@ -626,7 +662,9 @@ def _plan_disease(
         reticulation_share = 0.45
         disease.fibrosis_threshold = float(np.quantile(propensity, 1.0 - extent))
         disease.reticulation_threshold = float(
-            np.quantile(propensity, 1.0 - extent * (honeycomb_share + reticulation_share))
+            np.quantile(
+                propensity, 1.0 - extent * (honeycomb_share + reticulation_share)
+            )
         )
         if honeycomb_share > 0:
             disease.honeycomb_threshold = float(
@@ -645,7 +683,10 @@ def _plan_disease(
 
 def _draw_cyst_lattice(rng: np.random.Generator, spacing_mm: float = 5.5) -> tuple:
     """Jittered cyst centres and wall thicknesses over the whole cavity box."""
-    axes = [np.arange(lo, hi, spacing_mm) for lo, hi in (_CAVITY_BOX_X, _CAVITY_BOX_Y, Z_RANGE_MM)]
+    axes = [
+        np.arange(lo, hi, spacing_mm)
+        for lo, hi in (_CAVITY_BOX_X, _CAVITY_BOX_Y, Z_RANGE_MM)
+    ]
     lattice = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)
     centres = lattice + rng.uniform(-1.8, 1.8, lattice.shape).astype(np.float32)
     wall_mm = rng.uniform(0.9, 1.6, lattice.shape[:3]).astype(np.float32)
@@ -726,7 +767,9 @@ def _draw(spec: PhantomSpec) -> Phantom:
     min_radius = SIZE_PRESETS[spec.size]["min_radius_mm"]
     trees = _grow_trees(anatomy_rng, anatomy, spec, min_radius, fibrotic_at)
     logger.debug(
-        "phantom trees: %d airway and %d vessel segments", len(trees.airway), len(trees.vessel)
+        "phantom trees: %d airway and %d vessel segments",
+        len(trees.airway),
+        len(trees.vessel),
     )
 
     grid = phantom_grid(spec.size, spec.gapped)
@@ -841,7 +884,9 @@ def _parenchyma(
     inside = flat_tissue[lung_voxels] > 0
 
     if np.isfinite(disease.fibrosis_threshold):
-        depth = -np.minimum(fields.right_sdf.ravel()[lung_voxels], fields.left_sdf.ravel()[lung_voxels])
+        depth = -np.minimum(
+            fields.right_sdf.ravel()[lung_voxels], fields.left_sdf.ravel()[lung_voxels]
+        )
         propensity = _fibrosis_propensity(
             disease, depth, points[:, 2], disease.fibrosis_field.at_points(points)
         )
@@ -863,11 +908,16 @@ def _parenchyma(
             flat_tissue[lung_voxels[selected & inside]] = label
 
     if np.isfinite(disease.emphysema_threshold):
-        emphysema = _emphysema_propensity(
-            disease, points[:, 2], disease.emphysema_field.at_points(points)
-        ) >= disease.emphysema_threshold
+        emphysema = (
+            _emphysema_propensity(
+                disease, points[:, 2], disease.emphysema_field.at_points(points)
+            )
+            >= disease.emphysema_threshold
+        )
         emphysema &= flat_tissue[lung_voxels] <= 1
-        flat_parenchyma[lung_voxels[emphysema]] = -965.0 + 12.0 * flat_texture[emphysema]
+        flat_parenchyma[lung_voxels[emphysema]] = (
+            -965.0 + 12.0 * flat_texture[emphysema]
+        )
         flat_tissue[lung_voxels[emphysema & inside]] = 8
 
     return parenchyma, tissue
@@ -893,7 +943,8 @@ def _honeycomb_air(disease: _Disease, grid: Grid, points: np.ndarray) -> np.ndar
     owner_wall = np.zeros(points.shape[0], np.float32)
     for offset in np.ndindex(3, 3, 3):
         index = tuple(
-            np.clip(cell[:, k] + offset[k] - 1, 0, lattice_shape[k] - 1) for k in range(3)
+            np.clip(cell[:, k] + offset[k] - 1, 0, lattice_shape[k] - 1)
+            for k in range(3)
         )
         distance = np.sqrt(((points - centres[index]) ** 2).sum(axis=1))
         closer = distance < nearest
@@ -905,7 +956,9 @@ def _honeycomb_air(disease: _Disease, grid: Grid, points: np.ndarray) -> np.ndar
     return np.clip((gap - owner_wall) / width + 0.5, 0.0, 1.0)
 
 
-def _paint_lungs(image: np.ndarray, fields: _LungFields, parenchyma: np.ndarray) -> None:
+def _paint_lungs(
+    image: np.ndarray, fields: _LungFields, parenchyma: np.ndarray
+) -> None:
     """Paint lung tissue, vessels and airways over the cavity region of ``image``."""
     lung = np.minimum(fields.lung, 1.0)
     blend(image, parenchyma, lung)
@@ -954,13 +1007,16 @@ def _body(anatomy: _Anatomy, grid: Grid) -> np.ndarray:
     _paint_mediastinum(anatomy, grid, image)
 
     # Ribs: bands just outside the cavity, sloping down towards the front.
-    ring = np.abs(ellipse_sdf(y2, x2, anatomy.cavity_centre, (ca + 5.0, cb + 5.0))) - 3.5
+    ring = (
+        np.abs(ellipse_sdf(y2, x2, anatomy.cavity_centre, (ca + 5.0, cb + 5.0))) - 3.5
+    )
     ring = np.maximum(ring, 22.0 - np.abs(x2))
     rows, cols = np.nonzero(ring < width)
     slope = 0.18 * (y2[rows, 0] + 100.0)
     for level in anatomy.rib_levels:
         band = np.flatnonzero(
-            (grid.zs > level - 6.0 - width) & (grid.zs < level + slope.max() + 6.0 + width)
+            (grid.zs > level - 6.0 - width)
+            & (grid.zs < level + slope.max() + 6.0 + width)
         )
         if band.size == 0:
             continue
@@ -1044,14 +1100,18 @@ def _truth(
         "vessel_volume_csa_gt10_ml": csa > 10.0,
     }
 
-    lung_voxels = int(np.count_nonzero(lung_map[crop] == 1) + np.count_nonzero(lung_map[crop] == 2))
+    lung_voxels = int(
+        np.count_nonzero(lung_map[crop] == 1) + np.count_nonzero(lung_map[crop] == 2)
+    )
     counts = np.bincount(labels[crop][lung_map[crop] > 0].ravel(), minlength=9)
     in_lung_counts = np.bincount(
         labels[crop][(lung_map[crop] == 1) | (lung_map[crop] == 2)].ravel(), minlength=9
     )
 
     def percent(*classes: int) -> float:
-        return float(100.0 * sum(in_lung_counts[c] for c in classes) / max(lung_voxels, 1))
+        return float(
+            100.0 * sum(in_lung_counts[c] for c in classes) / max(lung_voxels, 1)
+        )
 
     airway = trees.airway
     in_lungs = trees.airway_lung_side > 0
@@ -1060,7 +1120,8 @@ def _truth(
         int(g): int(np.count_nonzero(generations == g)) for g in np.unique(generations)
     }
     radius_by_generation = {
-        int(g): float(airway.radius[generations == g].mean()) for g in np.unique(generations)
+        int(g): float(airway.radius[generations == g].mean())
+        for g in np.unique(generations)
     }
     truth: dict[str, Any] = {
         "slice_thickness_mm": grid.slice_thickness_mm,
@@ -1088,7 +1149,9 @@ def _truth(
     }
     for name, selected in bins.items():
         truth[name] = float(vessel[selected].sum(dtype=np.float64) * voxel_ml)
-    truth["vessel_small_share_pct"] = 100.0 * truth["vessel_volume_csa_lt5_ml"] / max(vessel_ml, 1e-9)
+    truth["vessel_small_share_pct"] = (
+        100.0 * truth["vessel_volume_csa_lt5_ml"] / max(vessel_ml, 1e-9)
+    )
     return truth
 
 
@@ -1102,7 +1165,11 @@ def _form_image(image: np.ndarray, grid: Grid, spec: PhantomSpec) -> np.ndarray:
     kernel = KERNELS[spec.kernel]
     dz, dy, dx = grid.spacing_mm
     along_z = 0.0 if spec.gapped else 1.0
-    psf = (along_z * kernel["psf_mm"] / dz, kernel["psf_mm"] / dy, kernel["psf_mm"] / dx)
+    psf = (
+        along_z * kernel["psf_mm"] / dz,
+        kernel["psf_mm"] / dy,
+        kernel["psf_mm"] / dx,
+    )
     noise_hu = kernel["noise_hu"] if spec.noise_hu is None else spec.noise_hu
     noise_rng = np.random.default_rng([spec.seed, 1, int(spec.gapped)])
     sharp = kernel["enhance"] > 0

@@ -123,7 +123,10 @@ COHORT_TRUTH: dict[str, Any] = {
     "fvc_slope_pct_per_year": {"intercept": -1.0, "airway_lung_ratio_pct_z": -0.8},
     "fvc_random_slope_sd": 1.2,
     "fvc_visit_noise_sd": 3.0,
-    "extent_progression_pct_per_year": {"intercept": 0.8, "airway_lung_ratio_pct_z": 0.9},
+    "extent_progression_pct_per_year": {
+        "intercept": 0.8,
+        "airway_lung_ratio_pct_z": 0.9,
+    },
 }
 
 
@@ -168,7 +171,9 @@ class SyntheticCohort:
             first scan (``scan_index == 0``).
         """
         baseline = self.scans[self.scans["scan_index"] == 0]
-        feature_columns = [c for c in baseline.columns if c not in self.patients.columns]
+        feature_columns = [
+            c for c in baseline.columns if c not in self.patients.columns
+        ]
         return self.patients.merge(
             baseline[["patient_id", *feature_columns]], on="patient_id", how="left"
         )
@@ -306,7 +311,10 @@ def synthetic_cohort(
             f"n_centres must be between 1 and {len(CENTRE_PROFILES)}, "
             f"but found {n_centres}"
         )
-    for name, value in (("repeat_fraction", repeat_fraction), ("gapped_fraction", gapped_fraction)):
+    for name, value in (
+        ("repeat_fraction", repeat_fraction),
+        ("gapped_fraction", gapped_fraction),
+    ):
         if not 0.0 <= value <= 1.0:
             raise RadsclError(f"{name} must be in [0, 1], but found {value}")
     if n_visits is not None and not 1 <= n_visits[0] <= n_visits[1]:
@@ -325,7 +333,10 @@ def synthetic_cohort(
         len(scans),
         len(lung_function),
     )
-    truth = {**COHORT_TRUTH, "centres": [p["centre"] for p in CENTRE_PROFILES[:n_centres]]}
+    truth = {
+        **COHORT_TRUTH,
+        "centres": [p["centre"] for p in CENTRE_PROFILES[:n_centres]],
+    }
     return SyntheticCohort(patients, scans, lung_function, truth)
 
 
@@ -346,7 +357,9 @@ def _draw_patients(
     airway_z = _standardise(airway_ratio)
 
     fvc_pct = np.clip(100.0 - 0.7 * extent + rng.normal(0, 13, n), 30, 140)
-    dlco_pct = np.clip(82.0 - 0.75 * extent - 6.0 * vessel_z + rng.normal(0, 12, n), 15, 130)
+    dlco_pct = np.clip(
+        82.0 - 0.75 * extent - 6.0 * vessel_z + rng.normal(0, 12, n), 15, 130
+    )
     fev1_pct = np.clip(fvc_pct * rng.normal(0.95, 0.06, n), 25, 140)
     predicted_fvc_ml = _predicted_fvc_ml(age, male, height_cm)
     fvc_ml = fvc_pct / 100.0 * predicted_fvc_ml
@@ -368,8 +381,12 @@ def _draw_patients(
         COHORT_TRUTH["death_weibull_scale_years"],
     )
     ph_truth = COHORT_TRUTH["ph_log_hr"]
-    ph_lp = ph_truth["vessel_volume_ml_z"] * vessel_z + ph_truth["dlco_pct"] * (dlco_pct - 60.0)
-    ph_time = rng.exponential(1.0 / (COHORT_TRUTH["ph_baseline_rate_per_year"] * np.exp(ph_lp)))
+    ph_lp = ph_truth["vessel_volume_ml_z"] * vessel_z + ph_truth["dlco_pct"] * (
+        dlco_pct - 60.0
+    )
+    ph_time = rng.exponential(
+        1.0 / (COHORT_TRUTH["ph_baseline_rate_per_year"] * np.exp(ph_lp))
+    )
 
     # Administrative censoring between 2 and 12 years, plus loss to follow-up.
     censor_time = np.minimum(rng.uniform(2.0, 12.0, n), rng.exponential(25.0, n))
@@ -379,7 +396,8 @@ def _draw_patients(
     ph_status = np.where(ph_time <= time_years, 1, np.where(death == 1, 2, 0))
 
     baseline_date = [
-        dt.date(1995, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 8000, n)
+        dt.date(1995, 1, 1) + dt.timedelta(days=int(d))
+        for d in rng.integers(0, 8000, n)
     ]
     width = len(str(n))
     return pd.DataFrame(
@@ -407,7 +425,9 @@ def _draw_patients(
     )
 
 
-def _predicted_fvc_ml(age: np.ndarray, male: np.ndarray, height_cm: np.ndarray) -> np.ndarray:
+def _predicted_fvc_ml(
+    age: np.ndarray, male: np.ndarray, height_cm: np.ndarray
+) -> np.ndarray:
     """A simple linear reference equation for FVC (litres to ml).
 
     Adequate for synthetic data only; real analyses use GLI-2012 predictions
@@ -456,7 +476,8 @@ def _draw_scans(
                     "case_id": f"{patient.patient_id}_S{scan_index + 1}",
                     "patient_id": patient.patient_id,
                     "scan_index": scan_index,
-                    "scan_date": patient.baseline_date + pd.Timedelta(days=round(365.25 * years)),
+                    "scan_date": patient.baseline_date
+                    + pd.Timedelta(days=round(365.25 * years)),
                     "years_from_baseline": round(years, 3),
                     "centre": patient.centre,
                     "manufacturer": profile["manufacturer"],
@@ -529,17 +550,24 @@ def _draw_lung_function(
                 visit_years.append(visit_years[-1] + rng.uniform(0.33, 1.2))
         dlco_slope = 0.8 * slopes[i] + rng.normal(0, 0.8)
         for years in visit_years:
-            fvc_pct = patient.fvc_pct + slopes[i] * years + rng.normal(
-                0, COHORT_TRUTH["fvc_visit_noise_sd"]
-            ) * (years > 0)
-            dlco_pct = patient.dlco_pct + dlco_slope * years + rng.normal(0, 3.0) * (years > 0)
+            fvc_pct = (
+                patient.fvc_pct
+                + slopes[i] * years
+                + rng.normal(0, COHORT_TRUTH["fvc_visit_noise_sd"]) * (years > 0)
+            )
+            dlco_pct = (
+                patient.dlco_pct + dlco_slope * years + rng.normal(0, 3.0) * (years > 0)
+            )
             rows.append(
                 {
                     "patient_id": patient.patient_id,
-                    "date": patient.baseline_date + pd.Timedelta(days=round(365.25 * years)),
+                    "date": patient.baseline_date
+                    + pd.Timedelta(days=round(365.25 * years)),
                     "years_from_baseline": round(years, 3),
                     "fvc_pct": round(max(fvc_pct, 15.0), 1),
-                    "fvc_ml": round(max(fvc_pct, 15.0) / 100.0 * predicted_ml.iloc[i], 0),
+                    "fvc_ml": round(
+                        max(fvc_pct, 15.0) / 100.0 * predicted_ml.iloc[i], 0
+                    ),
                     "dlco_pct": round(max(dlco_pct, 5.0), 1),
                 }
             )

@@ -41,7 +41,11 @@ class Grid:
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
         """Voxel spacing ``(z, y, x)``; ``z`` is the slice interval."""
-        dz = float(np.median(np.diff(self.zs))) if self.zs.size > 1 else self.slice_thickness_mm
+        dz = (
+            float(np.median(np.diff(self.zs)))
+            if self.zs.size > 1
+            else self.slice_thickness_mm
+        )
         return (dz, float(self.ys[1] - self.ys[0]), float(self.xs[1] - self.xs[0]))
 
     @property
@@ -130,7 +134,9 @@ def occupancy(sdf: np.ndarray, width_mm: float) -> np.ndarray:
     return np.clip(0.5 - sdf / width_mm, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def tube_occupancy(distance_mm: np.ndarray, radius_mm: np.ndarray, width_mm: float) -> np.ndarray:
+def tube_occupancy(
+    distance_mm: np.ndarray, radius_mm: np.ndarray, width_mm: float
+) -> np.ndarray:
     """Partial-volume fraction of a tube, conserving its cross-sectional area.
 
     A plain ramp overstates thin tubes (by ``w^2 / 12r^2`` of their area). For a
@@ -144,7 +150,9 @@ def tube_occupancy(distance_mm: np.ndarray, radius_mm: np.ndarray, width_mm: flo
     thick = r2 >= threshold
     shifted = np.sqrt(np.maximum(r2 - width_mm * width_mm / 12.0, 0.0))
     ramp = np.clip(0.5 - (distance_mm - shifted) / width_mm, 0.0, 1.0)
-    cone = (3.0 * r2 / (width_mm * width_mm)) * np.clip(1.0 - distance_mm / width_mm, 0.0, 1.0)
+    cone = (3.0 * r2 / (width_mm * width_mm)) * np.clip(
+        1.0 - distance_mm / width_mm, 0.0, 1.0
+    )
     return np.where(thick, ramp, cone).astype(np.float32, copy=False)
 
 
@@ -172,7 +180,8 @@ class SmoothField:
         """Draw a field over ``bounds_mm`` given as ``((x0, x1), (y0, y1), (z0, z1))``."""
         (x0, x1), (y0, y1), (z0, z1) = bounds_mm
         shape = tuple(
-            int(np.ceil((hi - lo) / lattice_mm)) + 3 for lo, hi in ((z0, z1), (y0, y1), (x0, x1))
+            int(np.ceil((hi - lo) / lattice_mm)) + 3
+            for lo, hi in ((z0, z1), (y0, y1), (x0, x1))
         )
         noise = rng.standard_normal(shape, dtype=np.float32)
         if smoothing_cells > 0:
@@ -194,7 +203,9 @@ class SmoothField:
             (1, grid.ys, self.origin_mm[1]),
             (0, grid.zs, self.origin_mm[2]),
         ):
-            lower, frac = _linear_taps(coords, origin, self.lattice_mm, field.shape[axis])
+            lower, frac = _linear_taps(
+                coords, origin, self.lattice_mm, field.shape[axis]
+            )
             shape = [1, 1, 1]
             shape[axis] = -1
             weight = frac.reshape(shape)

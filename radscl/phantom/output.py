@@ -62,14 +62,18 @@ def write_phantom(
 
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
-        raise RadsclError(f"unknown phantom format {unknown[0]!r}; expected one of {FORMATS}")
+        raise RadsclError(
+            f"unknown phantom format {unknown[0]!r}; expected one of {FORMATS}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scan = phantom.to_scan()
     written: dict[str, Path] = {}
 
     if "nifti" in formats:
-        written["nifti"] = write_image(phantom.hounsfield, scan, out / "ct.nii.gz", scan.metadata)
+        written["nifti"] = write_image(
+            phantom.hounsfield, scan, out / "ct.nii.gz", scan.metadata
+        )
     if "dicom" in formats:
         files = write_dicom_series(
             phantom.hounsfield,
@@ -86,8 +90,12 @@ def write_phantom(
             series_description="radscl synthetic chest phantom",
         )
         written["dicom"] = files[0].parent
-    written["truth_labels"] = write_image(phantom.labels, scan, out / "truth_labels.nii.gz")
-    written["truth_lungs"] = write_image(phantom.lungs, scan, out / "truth_lungs.nii.gz")
+    written["truth_labels"] = write_image(
+        phantom.labels, scan, out / "truth_labels.nii.gz"
+    )
+    written["truth_lungs"] = write_image(
+        phantom.lungs, scan, out / "truth_lungs.nii.gz"
+    )
 
     truth_path = out / "truth.json"
     document = {

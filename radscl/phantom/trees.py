@@ -48,7 +48,11 @@ class TreeSegments:
     def empty(cls) -> TreeSegments:
         """A tree with no segments."""
         return cls(
-            np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, int), np.zeros(0, int)
+            np.zeros((0, 3)),
+            np.zeros((0, 3)),
+            np.zeros(0),
+            np.zeros(0, int),
+            np.zeros(0, int),
         )
 
     def __len__(self) -> int:
@@ -170,7 +174,16 @@ def grow_space_filling(
     """
     own_builder = builder is None
     builder = builder if builder is not None else _Builder()
-    stack = [(np.asarray(start, float), _unit(np.asarray(direction, float)), radius_mm, points, generation, parent)]
+    stack = [
+        (
+            np.asarray(start, float),
+            _unit(np.asarray(direction, float)),
+            radius_mm,
+            points,
+            generation,
+            parent,
+        )
+    ]
 
     while stack:
         origin, parent_direction, radius, cloud, gen, parent_index = stack.pop()
@@ -205,12 +218,16 @@ def grow_space_filling(
         halves = _split_cloud(cloud, heading)
         for half in halves:
             share = half.shape[0] / n_points
-            stack.append((end, heading, radius * share ** (1.0 / 3.0), half, gen + 1, index))
+            stack.append(
+                (end, heading, radius * share ** (1.0 / 3.0), half, gen + 1, index)
+            )
 
     return builder.build() if own_builder else TreeSegments.empty()
 
 
-def _split_cloud(cloud: np.ndarray, heading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _split_cloud(
+    cloud: np.ndarray, heading: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Split points in two equal halves across their widest perpendicular axis."""
     centred = cloud - cloud.mean(axis=0)
     across = centred - np.outer(centred @ heading, heading)
@@ -259,8 +276,13 @@ def render_tubes(
     low = np.minimum(start, end) - reach[:, None]
     high = np.maximum(start, end) + reach[:, None]
     axes = (grid.xs, grid.ys, grid.zs)
-    first = np.stack([np.searchsorted(a, low[:, k]) for k, a in enumerate(axes)], axis=1)
-    last = np.stack([np.searchsorted(a, high[:, k], side="right") for k, a in enumerate(axes)], axis=1)
+    first = np.stack(
+        [np.searchsorted(a, low[:, k]) for k, a in enumerate(axes)], axis=1
+    )
+    last = np.stack(
+        [np.searchsorted(a, high[:, k], side="right") for k, a in enumerate(axes)],
+        axis=1,
+    )
     extent = last - first
     visible = np.all(extent > 0, axis=1)
 
@@ -279,13 +301,34 @@ def render_tubes(
         for i in range(0, members.size, batch):
             chosen = members[i : i + batch]
             _render_batch(
-                chosen, box, first, last, start, end, radii, width, axes,
-                (nz, ny, nx), flat_outputs, flat_radius,
+                chosen,
+                box,
+                first,
+                last,
+                start,
+                end,
+                radii,
+                width,
+                axes,
+                (nz, ny, nx),
+                flat_outputs,
+                flat_radius,
             )
 
 
 def _render_batch(
-    chosen, box, first, last, start, end, radii, width, axes, shape, flat_outputs, flat_radius
+    chosen,
+    box,
+    first,
+    last,
+    start,
+    end,
+    radii,
+    width,
+    axes,
+    shape,
+    flat_outputs,
+    flat_radius,
 ) -> None:
     kz, ky, kx = box
     nz, ny, nx = shape
@@ -311,10 +354,14 @@ def _render_batch(
     abx = ab[:, 0, None, None, None]
     aby = ab[:, 1, None, None, None]
     abz = ab[:, 2, None, None, None]
-    t = np.clip((dx * abx + dy * aby + dz * abz) / ab_len2[:, None, None, None], 0.0, 1.0)
+    t = np.clip(
+        (dx * abx + dy * aby + dz * abz) / ab_len2[:, None, None, None], 0.0, 1.0
+    )
     distance = np.sqrt((dx - t * abx) ** 2 + (dy - t * aby) ** 2 + (dz - t * abz) ** 2)
 
-    flat_index = (iz[:, :, None, None] * ny + iy[:, None, :, None]) * nx + ix[:, None, None, :]
+    flat_index = (iz[:, :, None, None] * ny + iy[:, None, :, None]) * nx + ix[
+        :, None, None, :
+    ]
     flat_index = np.broadcast_to(flat_index, distance.shape)
     for column, flat_output in enumerate(flat_outputs):
         radius = radii[chosen, column][:, None, None, None]
