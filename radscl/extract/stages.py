@@ -46,6 +46,16 @@ class CaseState:
     patterns : numpy.ndarray or None
         ``uint8 [z, y, x]`` parenchymal pattern map, once the fibrosis stage
         ran.
+    lungs : LungSegmentation or None
+        The lung segmentation, once the lungs stage ran.
+    zones : dict of str to numpy.ndarray
+        Lung zones (:data:`radscl.segmentation.zones.ZONE_NAMES`).
+    masks : dict of str to numpy.ndarray
+        Other ``bool [z, y, x]`` masks by name (``airway_lumen``,
+        ``airway_wall``, ``vessel``, ``parenchyma``, ``fibrosis``...), for the
+        stages that follow.
+    results : dict
+        Stage results kept for later stages (segmentation objects).
     """
 
     scan: Scan
@@ -54,6 +64,10 @@ class CaseState:
     findings: list[tuple[str, QualityFinding]] = dataclasses.field(default_factory=list)
     label_map: np.ndarray | None = None
     patterns: np.ndarray | None = None
+    lungs: Any = None
+    zones: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    masks: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def add_columns(self, stage: str, values: Mapping[str, Any]) -> None:
         """Add a stage's feature columns; a name given twice is a bug."""
@@ -110,8 +124,15 @@ class Stage:
             importlib.import_module(module)
 
 
+def _builtin_stages() -> tuple[Stage, ...]:
+    """The stages radscl ships, each defined in its own module."""
+    from radscl.extract.stage_lungs import LUNGS
+
+    return (LUNGS,)
+
+
 #: The implemented stages, in the order they run.
-STAGES: tuple[Stage, ...] = ()
+STAGES: tuple[Stage, ...] = _builtin_stages()
 
 
 def stage_names() -> list[str]:
