@@ -160,6 +160,9 @@ def test_cohort_gives_rows_for_good_scans_and_reasons_for_bad_ones(serial_run, c
     assert features["contiguous"].all()
     assert (features["kernel"] == "SYNTH-SOFT").all()
     assert (features["acquisition_year"].dropna() == 2015).all()
+    for _, row in features.iterrows():
+        expected = truth[row["case_id"]]["lung_volume_ml"]
+        assert row["lung_volume_ml"] == pytest.approx(expected, rel=0.03)
 
 
 def test_parquet_and_csv_hold_the_same_rows(serial_run):
@@ -189,6 +192,9 @@ def test_case_folders_and_provenance(serial_run, mechanics_params):
         assert document["duration_s"] > 0
         assert document["peak_memory_mb"] > 50
         assert not list((out / "cases" / case_id).glob(f"*{storage.TEMPORARY_MARK}*"))
+        png = (out / "cases" / case_id / storage.QC_FILE).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+        assert (out / "cases" / case_id / storage.LABELS_FILE).stat().st_size > 1000
     assert provenance["parameters_hash"] == params.digest
     assert provenance["parameters"] == params.values
     assert provenance["libraries"]["SimpleITK"]

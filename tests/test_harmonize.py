@@ -770,5 +770,5 @@ def test_command_bad_paths_exit_2(features_csv, tmp_path, capsys):
 
     errors = capsys.readouterr().err.splitlines()
     assert (missing, suffix) == (2, 2)
-    assert "no.csv: no such file" in errors[0]
+    assert "no.csv: file not found" in errors[0]
     assert "h.xlsx" in errors[1] and ".parquet" in errors[1]

@@ -289,6 +289,19 @@ def _write_images(state, params: ExtractionParameters, case_dir: Path, progress)
         with storage.atomic_path(path) as temporary:
             write_image(state.patterns, state.scan, temporary)
         files.append(path.name)
+    if state.label_map is not None and outputs["qc_picture"]:
+        from radscl.report.qc import qc_picture
+
+        path = case_dir / storage.QC_FILE
+        with storage.atomic_path(path) as temporary:
+            qc_picture(
+                state.scan,
+                state.label_map,
+                temporary,
+                patterns=state.patterns,
+                title=f"radscl {state.case_id}",
+            )
+        files.append(path.name)
     return files
 
 
