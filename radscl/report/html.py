@@ -33,6 +33,8 @@ figcaption { font-size: .85em; color: #555; }
 img { max-width: 100%; }
 .note { font-size: .85em; color: #555; }
 .wide { overflow-x: auto; }
+.gallery { display: flex; flex-wrap: wrap; gap: .6em; }
+.gallery figure { width: 260px; margin: 0; }
 """
 
 
@@ -90,6 +92,19 @@ class HtmlReport:
             f'<figure><img src="data:image/png;base64,{encoded}" alt="{alt}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
+        return self
+
+    def gallery(self, pictures: list[tuple[str, bytes]]) -> HtmlReport:
+        """Embed small PNG pictures side by side, each with its caption."""
+        cells = []
+        for caption, png in pictures:
+            encoded = base64.b64encode(png).decode("ascii")
+            text = html.escape(caption)
+            cells.append(
+                f'<figure><img src="data:image/png;base64,{encoded}" alt="{text}">'
+                f"<figcaption>{text}</figcaption></figure>"
+            )
+        self._parts.append(f'<div class="gallery">{"".join(cells)}</div>')
         return self
 
     def to_html(self) -> str:
