@@ -22,6 +22,7 @@ empty instead of failing the report.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import io
 import json
 import logging
@@ -213,15 +214,13 @@ def build_cohort_report(
         logger.info("report: progression")
         progression = _progression_outcome(lung_function, settings, methods)
     if progression is not None:
-        with_progression = patients.drop(
-            columns=[c for c in ("progression_years", "progressed") if c in patients]
-        ).merge(progression, on="patient_id", how="inner")
+        with_progression = _progression_free(patients, progression, settings)
         _survival_section(
             report,
             with_progression,
-            time="progression_years",
-            event="progressed",
-            label=f"progression ({settings.progression_rule})",
+            time="pfs_years",
+            event="pfs_event",
+            label=f"progression-free survival ({settings.progression_rule} rule)",
             baseline=baseline,
             biomarkers=biomarkers,
             settings=settings,
@@ -694,6 +693,26 @@ def _progression_outcome(lung_function, settings, methods) -> pd.DataFrame | Non
     return outcome
 
 
+def _progression_free(
+    patients: pd.DataFrame, progression: pd.DataFrame, settings: ReportSettings
+) -> pd.DataFrame:
+    """Time to the first of progression and death; censored at follow-up end."""
+    table = patients.drop(
+        columns=[c for c in ("pfs_years", "pfs_event") if c in patients]
+    ).copy()
+    table["patient_id"] = table["patient_id"].astype(str)
+    table = table.merge(progression, on="patient_id", how="inner")
+    death_time = pd.to_numeric(table[settings.time], errors="coerce")
+    died = pd.to_numeric(table[settings.event], errors="coerce") == 1
+    progressed = table["progressed"] == 1
+    progression_time = pd.to_numeric(table["progression_years"], errors="coerce")
+    table["pfs_years"] = np.where(
+        progressed, np.minimum(progression_time, death_time), death_time
+    )
+    table["pfs_event"] = (progressed | died).astype(int)
+    return table
+
+
 def _longitudinal_section(report, scans, lung_function, settings, methods, out):
     from radscl.models import longitudinal as lg
     from radscl.report.longitudinal_plots import plot_fvc_trajectories
@@ -822,7 +841,12 @@ def _describe_method(record: Any) -> str:
 def _versions(provenance: dict) -> str:
     from radscl.extract.cohort import library_versions
 
-    versions = provenance.get("libraries") or library_versions()
+    versions = dict(provenance.get("libraries") or library_versions())
+    for name in ("scikit-survival", "lifelines", "statsmodels", "matplotlib"):
+        try:
+            versions.setdefault(name, importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            continue
     entries = [f"radscl {__version__}"] + [
         f"{name} {version}" for name, version in sorted(versions.items())
     ]
