@@ -188,16 +188,18 @@ def test_harmonisation_restores_calibration_under_scanner_shift():
         centre="centre",
         n_bootstrap=20,
     )
-    raw = leave_one_centre_out(table, **options).centre_rows()
+    raw = leave_one_centre_out(table, **options).table.set_index("centre")
     harmonised = leave_one_centre_out(
         table, harmonize_by="centre", **options
-    ).centre_rows()
+    ).table.set_index("centre")
+    centres = ["c0", "c1", "c2", "c3"]
 
-    raw_error = raw["citl_3"].abs().mean()
-    harmonised_error = harmonised["citl_3"].abs().mean()
+    raw_error = raw.loc[centres, "citl_3"].abs().mean()
+    harmonised_error = harmonised.loc[centres, "citl_3"].abs().mean()
     assert harmonised_error < 0.5 * raw_error
     assert harmonised_error < 0.04
-    assert harmonised["harrell_c"].mean() > raw["harrell_c"].mean()
+    # Pooled over centres, shifted scores mix badly; harmonised ones do not.
+    assert harmonised.loc["pooled", "harrell_c"] > raw.loc["pooled", "harrell_c"] + 0.02
 
 
 def test_identical_centres_have_no_heterogeneity():
