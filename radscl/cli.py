@@ -1056,6 +1056,194 @@ def model_compare(
     return EXIT_OK
 
 
+@model.command("fit")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Clinical (or joined) table, CSV or Parquet, one row per patient.",
+)
+@click.option("--time", "time_column", required=True, help="Follow-up time column.")
+@click.option(
+    "--event", "event_column", required=True, help="Event column: 0 censored, 1 event."
+)
+@click.option("--covariates", required=True, help="Comma-separated model inputs.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model folder to write.",
+)
+@click.option(
+    "--model",
+    "estimator",
+    default="cox",
+    show_default=True,
+    type=click.Choice(["cox", "coxnet", "rsf"]),
+    help="Survival model.",
+)
+@click.option(
+    "--harmonize-by",
+    help="Batch column for ComBat of the imaging features among the covariates.",
+)
+@click.option(
+    "--centre",
+    help="Centre column: validate by leaving one centre out.",
+)
+@click.option(
+    "--features",
+    type=click.Path(exists=True, dir_okay=False),
+    help="features.csv (one row per scan), joined on the patient id at the baseline "
+    "scan.",
+)
+@click.option("--patient-id", default="patient_id", show_default=True)
+@click.option(
+    "--horizons",
+    default="1,3,5",
+    show_default=True,
+    help="Times of the predicted survival, in the unit of --time.",
+)
+@click.option(
+    "--interval-bootstrap",
+    type=click.IntRange(0, 1000),
+    help="Bootstrap refits for the survival intervals [cox 50, coxnet 20, rsf 0].",
+)
+@click.option(
+    "--min-events",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Fewest events for a centre to be evaluated.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.pass_context
+def model_fit(
+    ctx,
+    data,
+    time_column,
+    event_column,
+    covariates,
+    out_dir,
+    estimator,
+    harmonize_by,
+    centre,
+    features,
+    patient_id,
+    horizons,
+    interval_bootstrap,
+    min_events,
+    seed,
+):
+    """Fit, validate and save a prognostic model.
+
+    Fits the model on the whole cohort and writes MODEL_DIR/model.joblib,
+    model_card.json and model_card.md. With --centre, each centre is held out
+    in turn (harmonisation and preprocessing fitted on the others) and the
+    per-centre results go to validation_centres.csv,
+    validation_heterogeneity.csv, calibration_<t>.png and report.html.
+    """
+    from radscl.models.saved import fit_prognostic_model
+    from radscl.report.validation_report import write_validation
+
+    names = _split_names(covariates, "--covariates")
+    extra = [c for c in (harmonize_by, centre) if c]
+    table, _ = _survival_table(
+        data, features, patient_id, time_column, event_column, [*names, *extra], None
+    )
+    fitted = fit_prognostic_model(
+        table,
+        time=time_column,
+        event=event_column,
+        covariates=names,
+        estimator=estimator,
+        harmonize_by=harmonize_by,
+        centre=centre,
+        horizons=_split_numbers(horizons, "--horizons"),
+        interval_bootstrap=interval_bootstrap,
+        min_events=min_events,
+        seed=seed,
+        source=Path(data).name,
+    )
+    written = fitted.save(out_dir)
+    if fitted.validation is not None:
+        written.update(write_validation(fitted, out_dir))
+    if not ctx.obj.get("quiet"):
+        cohort = fitted.card["training_cohort"]
+        click.echo(
+            f"{estimator} model: {cohort['n']} patients, {cohort['events']} events "
+            f"-> {written['model']}"
+        )
+        if fitted.validation is not None:
+            shown = fitted.validation.table[
+                ["centre", "n", "events", "harrell_c", "calibration_slope", "reason"]
+            ]
+            click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return EXIT_OK
+
+
+@cli.command("predict")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model folder written by 'radscl model fit'.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="New patients, CSV or Parquet, one row per patient.",
+)
+@click.option("--out", "out_file", required=True, help="Predictions CSV to write.")
+@click.option(
+    "--id-column",
+    help="Column of --data to copy into the output next to the row number.",
+)
+@click.pass_context
+def predict(ctx, model_dir, data, out_file, id_column):
+    """Score new patients with a saved model.
+
+    Writes one row per input row: row, status (ok, flagged, not_predicted),
+    reason, risk_score, risk_group and survival_<t> with its 95 % interval at
+    each horizon of the model. Missing inputs and unseen harmonisation batches
+    leave a row unscored; inputs outside the training range are flagged.
+    Exits 1 when some rows could not be scored.
+    """
+    import warnings
+
+    from radscl.errors import DataError
+    from radscl.models.saved import ModelVersionWarning
+    from radscl.models.saved import load_model
+
+    if not Path(model_dir).is_dir():
+        raise DataError(f"{model_dir}: model folder not found (given to --model)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ModelVersionWarning)
+        fitted = load_model(model_dir)
+    for warning in caught:
+        logging.getLogger("radscl.cli").warning("%s", _one_line(str(warning.message)))
+    table = _read_table(data, "--data")
+    result = fitted.predict(table, source=Path(data).name)
+    if id_column:
+        if id_column not in table.columns:
+            raise DataError(f"{Path(data).name}: no column {id_column!r} (--id-column)")
+        result.insert(1, id_column, table[id_column].to_numpy())
+
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out, index=False)
+    counts = result["status"].value_counts()
+    if not ctx.obj.get("quiet"):
+        click.echo(
+            f"{len(result)} rows: {int(counts.get('ok', 0))} ok, "
+            f"{int(counts.get('flagged', 0))} flagged, "
+            f"{int(counts.get('not_predicted', 0))} not predicted -> {out}"
+        )
+    return EXIT_CASES_FAILED if counts.get("not_predicted", 0) else EXIT_OK
+
+
 @cli.command("extract")
 @click.argument("inputs", nargs=-1, metavar="[INPUT]...")
 @click.option(

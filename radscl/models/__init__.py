@@ -11,7 +11,11 @@
   likelihood-ratio and proportional-hazards tests, calibration;
 * :mod:`radscl.models.comparison` — the baseline-versus-biomarker comparison;
 * :mod:`radscl.models.competing` — cause-specific Cox and cumulative
-  incidence for outcomes with a competing risk.
+  incidence for outcomes with a competing risk;
+* :mod:`radscl.models.validation` — leave-one-centre-out validation with
+  per-centre calibration and heterogeneity between centres;
+* :mod:`radscl.models.saved` — the final model, its model card, saving,
+  loading and scoring new patients.
 """
 
 from radscl.models.baselines import add_baseline_scores
