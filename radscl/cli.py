@@ -748,6 +748,7 @@ def _survival_table(
     event: str,
     columns: list[str],
     cause: int | None,
+    batch: str | None = None,
 ):
     """Read, join, add baseline scores when asked for, validate, recode a cause."""
     from pathlib import Path
@@ -774,12 +775,36 @@ def _survival_table(
     scores = {"gap_index", "gap_stage", "goh_extensive", "cpi"}
     if any(c in scores and c not in table.columns for c in columns):
         table = add_baseline_scores(table)
-    require_columns(table, columns, source=name)
+    require_columns(table, [*columns, *([batch] if batch else [])], source=name)
     status = None
     if cause is not None:
         status = table[event].astype(int)
         table = cause_specific_table(table, time, event, cause)
     return table, status
+
+
+def _harmonizer(table, batch: str | None, covariates: list[str]):
+    """ComBat of the imaging covariates by ``batch``, or None without a batch."""
+    if batch is None:
+        return None
+    from radscl.errors import ParameterError
+    from radscl.harmonize import ComBat
+    from radscl.harmonize import imaging_feature_columns
+
+    imaging = imaging_feature_columns(covariates)
+    if not imaging:
+        raise ParameterError(
+            "--harmonize-by needs imaging covariates (names like radscl's features)"
+        )
+    clinical = [
+        c
+        for c in covariates
+        if c not in imaging
+        and c in table
+        and table[c].notna().all()
+        and table[c].nunique() > 1
+    ]
+    return ComBat(batch=batch, covariates=clinical, features=imaging)
 
 
 @model.command("cox")
@@ -822,6 +847,13 @@ def _survival_table(
     help="Cause of interest in a competing-risks event column; "
     "other causes are censored (cause-specific hazards).",
 )
+@click.option(
+    "--harmonize-by",
+    "harmonize_by",
+    default=None,
+    help="Batch column: ComBat of the imaging covariates by it (inside each "
+    "training fold for compare), keeping the clinical covariates' effects.",
+)
 @click.pass_context
 def model_cox(
     ctx,
@@ -833,6 +865,7 @@ def model_cox(
     features,
     patient_id,
     cause,
+    harmonize_by,
 ):
     """Fit a Cox model and write DIR/cox_summary.csv.
 
@@ -851,8 +884,11 @@ def model_cox(
 
     names = _split_names(covariates, "--covariates")
     table, _ = _survival_table(
-        data, features, patient_id, time_column, event_column, names, cause
+        data, features, patient_id, time_column, event_column, names, cause, harmonize_by
     )
+    harmonizer = _harmonizer(table, harmonize_by, names)
+    if harmonizer is not None:
+        table = harmonizer.fit_transform(table)
     frame = covariate_frame(table, names, source=Path(data).name)
     complete = frame.notna().all(axis=1).to_numpy()
     if not complete.all():
@@ -972,6 +1008,13 @@ def model_cox(
     "other causes compete (censored in the models, competing in the incidence curves).",
 )
 @click.option(
+    "--harmonize-by",
+    "harmonize_by",
+    default=None,
+    help="Batch column: ComBat of the imaging covariates by it (inside each "
+    "training fold for compare), keeping the clinical covariates' effects.",
+)
+@click.option(
     "--no-biomarkers-alone",
     is_flag=True,
     help="Skip the models of the biomarkers without the baseline.",
@@ -997,6 +1040,7 @@ def model_compare(
     features,
     patient_id,
     cause,
+    harmonize_by,
     no_biomarkers_alone,
 ):
     """Compare lung-function baselines with CT biomarkers.
@@ -1021,7 +1065,9 @@ def model_compare(
         event_column,
         [*baseline_names, *biomarker_names],
         cause,
+        harmonize_by,
     )
+    harmonizer = _harmonizer(table, harmonize_by, [*baseline_names, *biomarker_names])
     comparison = compare_models(
         table,
         time=time_column,
@@ -1038,6 +1084,7 @@ def model_compare(
         tau=tau,
         calibration_time=calibration_time,
         biomarkers_alone=not no_biomarkers_alone,
+        harmonizer=harmonizer,
     )
     written = write_comparison(comparison, table, out_dir, status=status, cause=cause)
     if not ctx.obj.get("quiet"):

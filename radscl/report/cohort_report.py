@@ -407,7 +407,7 @@ def _truth_section(report, scans: pd.DataFrame, truth: pd.DataFrame) -> None:
     report.table(pd.DataFrame(rows), digits=2)
 
 
-def _thumbnail(path: Path, width: int = 360) -> bytes:
+def _thumbnail(path: Path, width: int = 640) -> bytes:
     from PIL import Image
 
     with Image.open(path) as image:

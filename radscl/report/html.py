@@ -34,7 +34,7 @@ img { max-width: 100%; }
 .note { font-size: .85em; color: #555; }
 .wide { overflow-x: auto; }
 .gallery { display: flex; flex-wrap: wrap; gap: .6em; }
-.gallery figure { width: 260px; margin: 0; }
+.gallery figure { width: 49%; margin: 0; }
 """
 
 
