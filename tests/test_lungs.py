@@ -486,3 +486,55 @@ def test_lungmask_single_slices_give_two_lungs(name):
         columns[right.any(axis=(0, 1))].mean() < columns[left.any(axis=(0, 1))].mean()
     )
     assert "one_lung_only" not in codes(result)
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def test_segment_command_writes_labels_picture_and_volumes(
+    phantom_factory, tmp_path, capsys
+):
+    import json
+
+    from radscl.cli import main
+    from radscl.io import write_image
+
+    phantom = phantom_factory("small", fibrosis_pct=20.0)
+    path = write_image(phantom.hounsfield, phantom.to_scan(), tmp_path / "chest.nii.gz")
+
+    code = main(["segment", str(path), "--out", str(tmp_path / "out")])
+
+    assert code == 0
+    labels = read_array(tmp_path / "out" / "labels.nii.gz")
+    for side in (RIGHT_LUNG, LEFT_LUNG):
+        assert dice(labels == side, phantom.lungs == side) >= 0.97
+    summary = json.loads((tmp_path / "out" / "lungs.json").read_text())
+    truth = phantom.truth["lung_volume_ml"]
+    assert relative_error(summary["lung_volume_ml"], truth) <= 0.03
+    assert summary["lung_volume_ml"] == pytest.approx(
+        summary["lung_left_volume_ml"] + summary["lung_right_volume_ml"], abs=0.05
+    )
+    assert [f["code"] for f in summary["findings"]] == ["lungs_ok"]
+    assert (tmp_path / "out" / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "lungs_ok" in capsys.readouterr().out
+
+
+def test_segment_command_bad_input_is_one_line(tmp_path, capsys):
+    from radscl.cli import main
+    from radscl.io import write_image
+
+    code = main(["segment", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "missing.nii.gz" in err
+
+    air = scan_from_array(np.full((4, 64, 64), -1000, dtype=np.int16), (1.0, 1.0, 1.0))
+    path = write_image(air.hounsfield, air, tmp_path / "air.nii.gz")
+    code = main(["segment", str(path), "--out", str(tmp_path / "out")])
+    errors = [
+        line for line in capsys.readouterr().err.splitlines() if "WARNING" not in line
+    ]
+    assert code == 2
+    assert len(errors) == 1 and "no body found" in errors[0]
+    assert not (tmp_path / "out" / "labels.nii.gz").exists()
