@@ -47,11 +47,13 @@ Known limitations
 Dense consolidation forming a continuous band along the chest wall, thicker
 than the closing radius, is only recovered where it is patchy: the outer edge
 of a uniformly dense lung cannot be told from the chest wall by density alone.
-Collapsed or entirely consolidated lobes are lost in the same way. Main
-bronchi are followed only while they stay separate from lung air at the
-working resolution, so in thick or noisy slices label 3 may stop at the
-carina. The split between the lungs assumes the trachea (or else the body
-centre) marks the midline.
+Collapsed or entirely consolidated lobes are lost in the same way. A tumour or
+mass that reaches the mediastinum or the hilum (a central or paramediastinal
+mass several centimetres wide) is left out where it meets them, for the same
+reason; masses surrounded by lung are kept. Main bronchi are followed only
+while they stay separate from lung air at the working resolution, so in thick
+or noisy slices label 3 may stop at the carina. The split between the lungs
+assumes the trachea (or else the body centre) marks the midline.
 """
 
 from __future__ import annotations
