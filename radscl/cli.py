@@ -275,6 +275,67 @@ def phantom(out_dir: Path, formats: str, **params) -> None:
         click.echo(f"  {name}: {path}")
 
 
+@cli.command("segment")
+@click.argument("scan", type=click.Path(path_type=str))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (created when missing).",
+)
+@click.option(
+    "--series",
+    metavar="KEY",
+    default=None,
+    help="SeriesNumber or series key of the DICOM series to load "
+    "(default: chosen automatically).",
+)
+def segment(scan: str, out_dir: Path, series: str | None) -> None:
+    """Segment the lungs, trachea and main bronchi of one scan.
+
+    SCAN is a DICOM folder or file, or a .nii, .nii.gz, .nrrd or .mha volume.
+    Writes to OUT: labels.nii.gz (1 right lung, 2 left lung, 3 trachea and
+    main bronchi), qc.png (axial levels and a coronal view with the outlines)
+    and lungs.json (lung_volume_ml, lung_left_volume_ml, lung_right_volume_ml,
+    the threshold used and the quality findings).
+    """
+    import json
+
+    from radscl.io import load_scan
+    from radscl.io import write_image
+    from radscl.report.qc import qc_picture
+    from radscl.segmentation import LABELS
+    from radscl.segmentation.lungs import segment_lungs
+
+    loaded = load_scan(scan, series=series)
+    result = segment_lungs(loaded)
+    volumes = result.volumes_ml()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels_path = write_image(result.labels, loaded, out_dir / "labels.nii.gz")
+    title = (
+        f"lungs {volumes['lung_volume_ml']:.0f} ml (right "
+        f"{volumes['lung_right_volume_ml']:.0f}, left "
+        f"{volumes['lung_left_volume_ml']:.0f})"
+    )
+    picture_path = qc_picture(loaded, result.labels, out_dir / "qc.png", title=title)
+    summary = {
+        **{name: round(value, 2) for name, value in volumes.items()},
+        "air_threshold_hu": result.air_threshold_hu,
+        "spacing_mm": list(result.spacing_mm),
+        "contiguous": bool(loaded.metadata.contiguous),
+        "labels": {str(value): name for value, name in LABELS.items() if value <= 3},
+        "findings": [finding.to_dict() for finding in result.findings],
+    }
+    json_path = out_dir / "lungs.json"
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+
+    click.echo(f"{title}; findings: {', '.join(f.code for f in result.findings)}")
+    for path in (labels_path, picture_path, json_path):
+        click.echo(f"  {path}")
+
+
 @cli.command("longitudinal")
 @click.option(
     "--features",

@@ -47,11 +47,13 @@ Known limitations
 Dense consolidation forming a continuous band along the chest wall, thicker
 than the closing radius, is only recovered where it is patchy: the outer edge
 of a uniformly dense lung cannot be told from the chest wall by density alone.
-Collapsed or entirely consolidated lobes are lost in the same way. Main
-bronchi are followed only while they stay separate from lung air at the
-working resolution, so in thick or noisy slices label 3 may stop at the
-carina. The split between the lungs assumes the trachea (or else the body
-centre) marks the midline.
+Collapsed or entirely consolidated lobes are lost in the same way. A tumour or
+mass that reaches the mediastinum or the hilum (a central or paramediastinal
+mass several centimetres wide) is left out where it meets them, for the same
+reason; masses surrounded by lung are kept. Main bronchi are followed only
+while they stay separate from lung air at the working resolution, so in thick
+or noisy slices label 3 may stop at the carina. The split between the lungs
+assumes the trachea (or else the body centre) marks the midline.
 """
 
 from __future__ import annotations
@@ -367,7 +369,9 @@ def segment_lungs(scan: Scan, params: LungParams | None = None) -> LungSegmentat
     trachea = _hand_intrapulmonary_airway(lungs, trachea, coarse_spacing, midline_x)
     trachea_fine &= sub_grid.upsample(trachea)
     allowed = body & ~trachea & (coarse_hu < _BONE_HU)
-    lungs = _close_lungs(lungs, allowed, coarse_spacing, planar, params.closing_radius_mm)
+    lungs = _close_lungs(
+        lungs, allowed, coarse_spacing, planar, params.closing_radius_mm
+    )
     dense, edge_hu = _local_density(
         air_fraction, coarse_hu, lungs, coarse_spacing, threshold, tissue_hu
     )
@@ -508,9 +512,7 @@ class _Section:
         areas = np.bincount(labels.ravel(), minlength=count + 1)
         cut = np.zeros(count + 1, dtype=bool)
         if cut_at_border:
-            edges = np.concatenate(
-                [labels[0], labels[-1], labels[:, 0], labels[:, -1]]
-            )
+            edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
             cut[edges] = True
             cut[0] = False
         return cls(labels, areas, cut)
@@ -543,7 +545,10 @@ def _track_trachea(
     margin = [int(math.ceil(_AIRWAY_WINDOW_MM / s)) for s in spacing[1:]]
     carina_mm = None
     for k in range(seed_slice - 1, -1, -1):
-        if carina_mm is not None and carina_mm - positions[k] > params.bronchus_depth_mm:
+        if (
+            carina_mm is not None
+            and carina_mm - positions[k] > params.bronchus_depth_mm
+        ):
             break
         window = bounding_box(found[k + 1], margin)
         previous = _Section.of(found[k + 1][window])
@@ -727,7 +732,9 @@ def _grow_main_bronchi(
     if not seeds.any():
         return trachea
     steps = int(math.ceil(_BRONCHUS_PATH_MM / min(spacing)))
-    grown = ndimage.binary_dilation(seeds, structure=_FACES, iterations=steps, mask=core)
+    grown = ndimage.binary_dilation(
+        seeds, structure=_FACES, iterations=steps, mask=core
+    )
     grown = (distance_outside_mm(grown, spacing) <= _BRONCHUS_CORE_MM + 0.5) & lumen
     grown_ml = grown.sum() * float(np.prod(spacing)) / 1000.0
     if grown_ml > _MAX_CENTRAL_AIRWAY_ML:
@@ -863,9 +870,7 @@ def _local_density(
             np.where(interior, values, 0.0).astype(np.float32), sigma, truncate=3.0
         )
         averages.append(
-            np.divide(
-                summed, weight, out=np.full_like(summed, default), where=enough
-            )
+            np.divide(summed, weight, out=np.full_like(summed, default), where=enough)
         )
     share, lung_hu = averages
     dense = lung & enough & (share < _DENSE_SHARE)
@@ -1053,7 +1058,11 @@ def _quality_findings(
                 "are meaningless",
             )
         )
-    elif not PLAUSIBLE_RIGHT_LEFT_RATIO[0] <= right / left <= PLAUSIBLE_RIGHT_LEFT_RATIO[1]:
+    elif (
+        not PLAUSIBLE_RIGHT_LEFT_RATIO[0]
+        <= right / left
+        <= PLAUSIBLE_RIGHT_LEFT_RATIO[1]
+    ):
         findings.append(
             QualityFinding(
                 "lung_ratio_implausible",
@@ -1064,6 +1073,7 @@ def _quality_findings(
             )
         )
 
+    low_ml, high_ml = PLAUSIBLE_LUNG_VOLUME_ML
     lung = (labels == RIGHT_LUNG) | (labels == LEFT_LUNG)
     per_slice = lung.reshape(lung.shape[0], -1).sum(axis=1)
     covered = labels.shape[0] >= 3
@@ -1084,13 +1094,16 @@ def _quality_findings(
                     "lung volumes and zone thirds describe the covered part only",
                 )
             )
-    if covered and not PLAUSIBLE_LUNG_VOLUME_ML[0] <= total <= PLAUSIBLE_LUNG_VOLUME_ML[1]:
+    if (
+        covered
+        and not PLAUSIBLE_LUNG_VOLUME_ML[0] <= total <= PLAUSIBLE_LUNG_VOLUME_ML[1]
+    ):
         findings.append(
             QualityFinding(
                 "lung_volume_implausible",
                 WARNING,
                 f"lung volume {total:.0f} ml lies outside the plausible adult range "
-                f"{PLAUSIBLE_LUNG_VOLUME_ML[0]:.0f}-{PLAUSIBLE_LUNG_VOLUME_ML[1]:.0f} ml",
+                f"{low_ml:.0f}-{high_ml:.0f} ml",
                 "check the QC picture for missed or leaked lung",
             )
         )
