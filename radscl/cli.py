@@ -844,6 +844,37 @@ def _survival_table(
     return table, status
 
 
+def _survival_data_options(command):
+    """The table options shared by the model commands."""
+    options = [
+        click.option(
+            "--data",
+            required=True,
+            type=click.Path(exists=True, dir_okay=False),
+            help="Clinical (or joined) table, CSV or Parquet, one row per patient.",
+        ),
+        click.option(
+            "--time", "time_column", required=True, help="Follow-up time column."
+        ),
+        click.option(
+            "--event",
+            "event_column",
+            required=True,
+            help="Event column: 0 censored, 1 event (cause codes with --cause).",
+        ),
+        click.option(
+            "--features",
+            type=click.Path(exists=True, dir_okay=False),
+            help="features.csv (one row per scan), joined on the patient id at the "
+            "baseline scan.",
+        ),
+        click.option("--patient-id", default="patient_id", show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _harmonizer(table, batch: str | None, covariates: list[str]):
     """ComBat of the imaging covariates by ``batch``, or None without a batch."""
     if batch is None:
@@ -869,19 +900,7 @@ def _harmonizer(table, batch: str | None, covariates: list[str]):
 
 
 @model.command("cox")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Clinical (or joined) table, CSV or Parquet, one row per patient.",
-)
-@click.option("--time", "time_column", required=True, help="Follow-up time column.")
-@click.option(
-    "--event",
-    "event_column",
-    required=True,
-    help="Event column: 0 censored, 1 event (or cause codes with --cause).",
-)
+@_survival_data_options
 @click.option("--covariates", required=True, help="Comma-separated covariate columns.")
 @click.option(
     "--out",
@@ -889,18 +908,6 @@ def _harmonizer(table, batch: str | None, covariates: list[str]):
     required=True,
     type=click.Path(file_okay=False),
     help="Output folder.",
-)
-@click.option(
-    "--features",
-    type=click.Path(exists=True, dir_okay=False),
-    help="features.csv (one row per scan), joined on the patient id at the baseline "
-    "scan.",
-)
-@click.option(
-    "--patient-id",
-    default="patient_id",
-    show_default=True,
-    help="Patient identifier column used for the join.",
 )
 @click.option(
     "--cause",
@@ -985,19 +992,7 @@ def model_cox(
 
 
 @model.command("compare")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Clinical (or joined) table, CSV or Parquet, one row per patient.",
-)
-@click.option("--time", "time_column", required=True, help="Follow-up time column.")
-@click.option(
-    "--event",
-    "event_column",
-    required=True,
-    help="Event column: 0 censored, 1 event (or cause codes with --cause).",
-)
+@_survival_data_options
 @click.option(
     "--baseline",
     required=True,
@@ -1055,13 +1050,6 @@ def model_cox(
     type=float,
     help="Time of the calibration plot [middle horizon].",
 )
-@click.option(
-    "--features",
-    type=click.Path(exists=True, dir_okay=False),
-    help="features.csv (one row per scan), joined on the patient id at the baseline "
-    "scan.",
-)
-@click.option("--patient-id", default="patient_id", show_default=True)
 @click.option(
     "--cause",
     type=int,
@@ -1165,16 +1153,7 @@ def model_compare(
 
 
 @model.command("fit")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Clinical (or joined) table, CSV or Parquet, one row per patient.",
-)
-@click.option("--time", "time_column", required=True, help="Follow-up time column.")
-@click.option(
-    "--event", "event_column", required=True, help="Event column: 0 censored, 1 event."
-)
+@_survival_data_options
 @click.option("--covariates", required=True, help="Comma-separated model inputs.")
 @click.option(
     "--out",
@@ -1199,13 +1178,6 @@ def model_compare(
     "--centre",
     help="Centre column: validate by leaving one centre out.",
 )
-@click.option(
-    "--features",
-    type=click.Path(exists=True, dir_okay=False),
-    help="features.csv (one row per scan), joined on the patient id at the baseline "
-    "scan.",
-)
-@click.option("--patient-id", default="patient_id", show_default=True)
 @click.option(
     "--horizons",
     default="1,3,5",

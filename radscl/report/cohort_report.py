@@ -518,7 +518,6 @@ def _survival_section(
     out,
 ) -> None:
     from radscl.harmonize import ComBat
-    from radscl.models.comparison import compare_models
     from radscl.report.plots import auc_over_time
     from radscl.report.plots import forest_plot
     from radscl.report.plots import kaplan_meier_by_tertile
@@ -561,40 +560,22 @@ def _survival_section(
         covariates = [c for c in settings.covariates if _has_values(table, c)]
         harmonizer = ComBat(batch="batch", covariates=covariates, features=biomarkers)
     horizons = _horizons(table[time], table[event])
-    try:
-        comparison = _compare(
-            compare_models,
-            table,
-            time,
-            event,
-            baseline,
-            biomarkers,
-            settings,
-            horizons,
-            harmonizer,
-        )
-    except Exception as error:  # an unseen batch in a fold, a singular fit
-        if harmonizer is None:
-            raise
-        logger.warning(
-            "fold-wise harmonisation failed (%s); models use raw values", error
-        )
-        report.paragraph(
-            f"Harmonisation inside the folds failed ({error}); the models below "
-            "use unharmonised values.",
-            note=True,
-        )
-        comparison = _compare(
-            compare_models,
-            table,
-            time,
-            event,
-            baseline,
-            biomarkers,
-            settings,
-            horizons,
-            None,
-        )
+    attempts = [harmonizer, None] if harmonizer is not None else [None]
+    for attempt in attempts:
+        try:
+            comparison = _compare(
+                table, time, event, baseline, biomarkers, settings, horizons, attempt
+            )
+            break
+        except Exception as error:  # an unseen batch in a fold, a singular fit
+            if attempt is None:
+                raise
+            logger.warning("fold-wise harmonisation failed (%s); raw values", error)
+            report.paragraph(
+                f"Harmonisation inside the folds failed ({error}); the models "
+                "below use unharmonised values.",
+                note=True,
+            )
     slug = label.split()[0]
     comparison.table.to_csv(out / f"comparison_{slug}.csv", index=False)
     shown = [
@@ -637,7 +618,6 @@ def _survival_section(
 
 
 def _compare(
-    compare_models,
     table,
     time,
     event,
@@ -647,6 +627,8 @@ def _compare(
     horizons,
     harmonizer,
 ):
+    from radscl.models.comparison import compare_models
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return compare_models(
