@@ -133,7 +133,9 @@ def vessel_features(
     for name, mask in zones.items():
         features[f"vessel_volume_{name}_ml"] = lungs.volume_ml(vessel_mask & mask)
     features["vessel_small_share_pct"] = (
-        100.0 * features["vessel_volume_csa_lt5_ml"] / total_ml if total_ml else math.nan
+        100.0 * features["vessel_volume_csa_lt5_ml"] / total_ml
+        if total_ml
+        else math.nan
     )
     return features
 
