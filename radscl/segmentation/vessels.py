@@ -47,11 +47,13 @@ Hessian response of their own.
    disc), taking the larger. The half-way threshold usual for large vessels
    would lose every vessel thinner than about 1.5 times the blur.
 6. *Calibre.* The mask is thinned to its centrelines (skimage
-   ``skeletonize``); the radius at a centreline point is its distance to the
-   nearest face between a vessel and a non-vessel voxel, averaged along the
-   centreline over a few millimetres, and every vessel voxel takes the
-   radius of its nearest centreline point. The cross-sectional area is
-   ``pi r^2``.
+   ``skeletonize``) and every vessel voxel belongs to its nearest
+   centreline point. The cross-sectional area at a point is the vessel
+   volume belonging to it and its centreline neighbours (a few rings)
+   divided by the centreline length they represent, and the radius is
+   ``sqrt(area / pi)``; every vessel voxel takes the area of its point.
+   Counting voxels is not biased low by the staircase of a digitised
+   surface, as the distance to the nearest boundary is.
 
 Known limits
 ------------
@@ -87,7 +89,7 @@ from radscl.segmentation import VESSEL
 logger = logging.getLogger(__name__)
 
 #: Name and version of the vessel method; recorded with every vessel value.
-VESSEL_METHOD = "radscl-hessian-tubularity-1"
+VESSEL_METHOD = "radscl-hessian-tubularity-2"
 
 #: Cross-sectional area bins of the vessel volume, mm^2 (lower edge inclusive).
 CSA_BINS_MM2 = (5.0, 10.0)
@@ -130,7 +132,8 @@ class VesselParams:
     extent_window_mm : float
         How far from the core the extent may reach, mm.
     radius_smoothing_steps : int
-        Averaging passes of the centreline radius over centreline neighbours.
+        Rings of centreline neighbours pooled into the cross-sectional area
+        of a centreline point.
     airway_wall_mm : float
         Wall thickness assumed around an airway lumen given without wall.
     """
@@ -184,22 +187,41 @@ class VesselParams:
     def validate(self) -> None:
         """Raise :class:`ParameterError` naming the first bad value."""
         if not self.scales_mm or any(s <= 0 for s in self.scales_mm):
-            raise ParameterError(f"scales_mm must be positive numbers, but found {self.scales_mm}")
+            raise ParameterError(
+                f"scales_mm must be positive numbers, but found {self.scales_mm}"
+            )
         if list(self.scales_mm) != sorted(self.scales_mm):
-            raise ParameterError(f"scales_mm must be increasing, but found {self.scales_mm}")
+            raise ParameterError(
+                f"scales_mm must be increasing, but found {self.scales_mm}"
+            )
         if not 0 <= self.low_hu <= self.high_hu:
             raise ParameterError(
                 f"low_hu and high_hu must satisfy 0 <= low_hu <= high_hu, but found "
                 f"{self.low_hu} and {self.high_hu}"
             )
-        for name in ("plate_alpha", "blob_beta", "presmooth_mm", "background_block_mm",
-                     "mesh_radius_mm", "extent_window_mm", "coarse_from_mm"):
+        for name in (
+            "plate_alpha",
+            "blob_beta",
+            "presmooth_mm",
+            "background_block_mm",
+            "mesh_radius_mm",
+            "extent_window_mm",
+            "coarse_from_mm",
+        ):
             if getattr(self, name) <= 0:
-                raise ParameterError(f"{name} must be positive, but found {getattr(self, name)}")
-        for name in ("background_quantile", "large_scale_fill", "mesh_density_max",
-                     "extent_min_k"):
+                raise ParameterError(
+                    f"{name} must be positive, but found {getattr(self, name)}"
+                )
+        for name in (
+            "background_quantile",
+            "large_scale_fill",
+            "mesh_density_max",
+            "extent_min_k",
+        ):
             if not 0 <= getattr(self, name) <= 1:
-                raise ParameterError(f"{name} must be in [0, 1], but found {getattr(self, name)}")
+                raise ParameterError(
+                    f"{name} must be in [0, 1], but found {getattr(self, name)}"
+                )
         if self.radius_smoothing_steps < 0:
             raise ParameterError(
                 f"radius_smoothing_steps must be >= 0, but found {self.radius_smoothing_steps}"
@@ -209,25 +231,41 @@ class VesselParams:
 def _convert(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, tuple):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise ParameterError(f"vessel parameter {key} must be a list of numbers, but found {value!r}")
+            raise ParameterError(
+                f"vessel parameter {key} must be a list of numbers, but found {value!r}"
+            )
         try:
             return tuple(float(v) for v in value)
         except (TypeError, ValueError):
-            raise ParameterError(f"vessel parameter {key} must be a list of numbers, but found {value!r}") from None
+            raise ParameterError(
+                f"vessel parameter {key} must be a list of numbers, but found {value!r}"
+            ) from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ParameterError(f"vessel parameter {key} must be true or false, but found {value!r}")
+            raise ParameterError(
+                f"vessel parameter {key} must be true or false, but found {value!r}"
+            )
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not float(value).is_integer():
-            raise ParameterError(f"vessel parameter {key} must be an integer, but found {value!r}")
+            raise ParameterError(
+                f"vessel parameter {key} must be an integer, but found {value!r}"
+            )
         return int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ParameterError(f"vessel parameter {key} must be a number, but found {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+    ):
+        raise ParameterError(
+            f"vessel parameter {key} must be a number, but found {value!r}"
+        )
     return float(value)
 
 
-def vessel_method(params: VesselParams | Mapping[str, Any] | None = None) -> dict[str, Any]:
+def vessel_method(
+    params: VesselParams | Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The method name and every parameter value, for provenance.
 
     Published small-vessel fractions range from under 20 % to over 80 %
@@ -247,7 +285,11 @@ def vessel_method(params: VesselParams | Mapping[str, Any] | None = None) -> dic
     params = VesselParams.from_mapping(params)
     values = dataclasses.asdict(params)
     values["scales_mm"] = list(params.scales_mm)
-    return {"method": VESSEL_METHOD, "csa_bins_mm2": list(CSA_BINS_MM2), "parameters": values}
+    return {
+        "method": VESSEL_METHOD,
+        "csa_bins_mm2": list(CSA_BINS_MM2),
+        "parameters": values,
+    }
 
 
 @dataclasses.dataclass
@@ -370,7 +412,11 @@ def segment_vessels(
     findings: list[QualityFinding] = []
 
     empty = VesselSegmentation(
-        np.zeros(hounsfield.shape, bool), np.zeros(0, np.float32), spacing, findings, method
+        np.zeros(hounsfield.shape, bool),
+        np.zeros(0, np.float32),
+        spacing,
+        findings,
+        method,
     )
     if not scan.metadata.contiguous:
         findings.append(
@@ -386,7 +432,9 @@ def segment_vessels(
     if not lung_mask.any():
         findings.append(
             QualityFinding(
-                "vessels_not_measured", logging.ERROR, "the lung mask is empty",
+                "vessels_not_measured",
+                logging.ERROR,
+                "the lung mask is empty",
                 "vessel features are left empty",
             )
         )
@@ -427,7 +475,9 @@ def segment_vessels(
     candidates = _candidates(smooth, inner, background, fill_hu, params)
     if candidates.size == 0:
         findings.append(
-            QualityFinding("vessels_none", logging.WARNING, "no vessel candidates in the lungs", "")
+            QualityFinding(
+                "vessels_none", logging.WARNING, "no vessel candidates in the lungs", ""
+            )
         )
         return empty
     candidate_bg = background.at(candidates)
@@ -440,7 +490,9 @@ def segment_vessels(
     core = _hysteresis(candidates, response, mesh, crop_shape, spacing, params)
     logger.debug(
         "vessel candidates %d, mesh voxels %d, core voxels %d",
-        candidates.size, int(mesh.sum()), int(core.sum()),
+        candidates.size,
+        int(mesh.sum()),
+        int(core.sum()),
     )
 
     crop_mask = _extent(smooth, core, inner, background, spacing, params)
@@ -458,7 +510,9 @@ def _check_mask(name: str, mask: np.ndarray | None, shape: tuple[int, ...]) -> N
     if mask is None:
         return
     if mask.shape != tuple(shape):
-        raise ParameterError(f"{name} has shape {mask.shape}, but the scan has {tuple(shape)}")
+        raise ParameterError(
+            f"{name} has shape {mask.shape}, but the scan has {tuple(shape)}"
+        )
 
 
 def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
@@ -466,7 +520,12 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     for axis in range(mask.ndim):
         other = tuple(a for a in range(mask.ndim) if a != axis)
         index = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(int(index[0]) - margin, 0), min(int(index[-1]) + 1 + margin, mask.shape[axis])))
+        box.append(
+            slice(
+                max(int(index[0]) - margin, 0),
+                min(int(index[-1]) + 1 + margin, mask.shape[axis]),
+            )
+        )
     return tuple(box)
 
 
@@ -494,15 +553,26 @@ class _LocalBackground:
     """Local lung density on a grid of blocks, sampled where it is needed."""
 
     def __init__(self, smooth, region, spacing, params: VesselParams) -> None:
-        block = tuple(max(1, int(round(params.background_block_mm / s))) for s in spacing)
+        block = tuple(
+            max(1, int(round(params.background_block_mm / s))) for s in spacing
+        )
         shape = smooth.shape
         padded = tuple(int(math.ceil(n / b)) * b for n, b in zip(shape, block))
         coarse_shape = tuple(p // b for p, b in zip(padded, block))
         values = np.full(padded, np.inf, np.float32)
         values[: shape[0], : shape[1], : shape[2]] = np.where(region, smooth, np.inf)
-        values = values.reshape(
-            coarse_shape[0], block[0], coarse_shape[1], block[1], coarse_shape[2], block[2]
-        ).transpose(0, 2, 4, 1, 3, 5).reshape(int(np.prod(coarse_shape)), -1)
+        values = (
+            values.reshape(
+                coarse_shape[0],
+                block[0],
+                coarse_shape[1],
+                block[1],
+                coarse_shape[2],
+                block[2],
+            )
+            .transpose(0, 2, 4, 1, 3, 5)
+            .reshape(int(np.prod(coarse_shape)), -1)
+        )
         values.sort(axis=1)
         count = np.isfinite(values).sum(axis=1)
         rank = np.maximum((params.background_quantile * (count - 1)).astype(np.intp), 0)
@@ -521,7 +591,9 @@ class _LocalBackground:
         with np.errstate(invalid="ignore", divide="ignore"):
             smoothed = numerator / denominator
         fallback = float(np.nanmedian(level)) if np.isfinite(level).any() else -850.0
-        self.coarse = np.where(denominator > 1e-3, smoothed, fallback).astype(np.float32)
+        self.coarse = np.where(denominator > 1e-3, smoothed, fallback).astype(
+            np.float32
+        )
         self.block = np.array(block)
         self.shape = shape
 
@@ -529,12 +601,15 @@ class _LocalBackground:
         """Background HU at flat voxel indices of the crop."""
         index = np.unravel_index(flat, self.shape)
         coords = [(i + 0.5) / b - 0.5 for i, b in zip(index, self.block)]
-        return ndimage.map_coordinates(self.coarse, coords, order=1, mode="nearest").astype(np.float32)
+        return ndimage.map_coordinates(
+            self.coarse, coords, order=1, mode="nearest"
+        ).astype(np.float32)
 
     def full(self) -> np.ndarray:
         """Background on the whole crop, ``float32``."""
         coords = [
-            (np.arange(n, dtype=np.float32) + 0.5) / b - 0.5 for n, b in zip(self.shape, self.block)
+            (np.arange(n, dtype=np.float32) + 0.5) / b - 0.5
+            for n, b in zip(self.shape, self.block)
         ]
         # Separable linear interpolation: one axis at a time.
         out = self.coarse
@@ -552,7 +627,9 @@ def _interp_axis(array: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray
     shape = [1] * array.ndim
     shape[axis] = -1
     w = w.reshape(shape)
-    return np.take(array, low, axis=axis) * (1 - w) + np.take(array, high, axis=axis) * w
+    return (
+        np.take(array, low, axis=axis) * (1 - w) + np.take(array, high, axis=axis) * w
+    )
 
 
 def _nan_median3(level: np.ndarray) -> np.ndarray:
@@ -560,7 +637,11 @@ def _nan_median3(level: np.ndarray) -> np.ndarray:
     padded = np.pad(level, 1, mode="edge")
     stack = np.stack(
         [
-            padded[dz : dz + level.shape[0], dy : dy + level.shape[1], dx : dx + level.shape[2]]
+            padded[
+                dz : dz + level.shape[0],
+                dy : dy + level.shape[1],
+                dx : dx + level.shape[2],
+            ]
             for dz in range(3)
             for dy in range(3)
             for dx in range(3)
@@ -575,7 +656,9 @@ def _nan_median3(level: np.ndarray) -> np.ndarray:
             return np.nanmedian(stack, axis=0)
 
 
-def _candidates(smooth, region, background, fill_hu, params: VesselParams) -> np.ndarray:
+def _candidates(
+    smooth, region, background, fill_hu, params: VesselParams
+) -> np.ndarray:
     """Flat indices of lung voxels clearly brighter than the lung around them."""
     bright = region & (smooth > fill_hu + 0.5 * params.min_contrast_hu)
     for axis in range(3):
@@ -616,7 +699,9 @@ def _multiscale_tubularity(
             if coarse is None:
                 coarse = _Coarse(image, index, spacing_arr, min(coarse_scales))
             smoothed = coarse.smoothed(sigma)
-            tubularity_unique = _tubularity_at(smoothed, coarse.unique, coarse.spacing, sigma, params)
+            tubularity_unique = _tubularity_at(
+                smoothed, coarse.unique, coarse.spacing, sigma, params
+            )
             # Only voxels inside a blood-filled lumen may be part of a wide tube.
             tubularity = np.where(dense, tubularity_unique[coarse.inverse], 0.0)
         better = tubularity > best
@@ -675,7 +760,9 @@ def _tubularity_at(smoothed, flat, spacing, sigma, params: VesselParams) -> np.n
     return out
 
 
-def _hessian_at(smoothed: np.ndarray, flat: np.ndarray, spacing) -> tuple[np.ndarray, ...]:
+def _hessian_at(
+    smoothed: np.ndarray, flat: np.ndarray, spacing
+) -> tuple[np.ndarray, ...]:
     """Central-difference Hessian ``(xx, yy, zz, xy, xz, yz)`` at interior voxels."""
     values = smoothed.ravel()
     _, ny, nx = smoothed.shape
@@ -704,7 +791,9 @@ def _hessian_at(smoothed: np.ndarray, flat: np.ndarray, spacing) -> tuple[np.nda
     )
 
 
-def _eigenvalues_by_magnitude(xx, yy, zz, xy, xz, yz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _eigenvalues_by_magnitude(
+    xx, yy, zz, xy, xz, yz
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eigenvalues of symmetric 3x3 matrices, ordered by absolute value.
 
     Closed form (trigonometric solution of the characteristic cubic), which
@@ -715,7 +804,9 @@ def _eigenvalues_by_magnitude(xx, yy, zz, xy, xz, yz) -> tuple[np.ndarray, np.nd
     off = xy * xy + xz * xz + yz * yz
     p = np.sqrt((a * a + b * b + c * c + 2.0 * off) / 6.0)
     safe = np.where(p > 1e-12, p, 1.0)
-    det = (a * (b * c - yz * yz) - xy * (xy * c - yz * xz) + xz * (xy * yz - b * xz)) / safe**3
+    det = (
+        a * (b * c - yz * yz) - xy * (xy * c - yz * xz) + xz * (xy * yz - b * xz)
+    ) / safe**3
     phi = np.arccos(np.clip(0.5 * det, -1.0, 1.0)) / 3.0
     e1 = mean + 2.0 * p * np.cos(phi)
     e3 = mean + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
@@ -726,17 +817,25 @@ def _eigenvalues_by_magnitude(xx, yy, zz, xy, xz, yz) -> tuple[np.ndarray, np.nd
     return values[0], values[1], values[2]
 
 
-def _mesh_voxels(flat, response: _Response, region, background, spacing, params) -> np.ndarray:
+def _mesh_voxels(
+    flat, response: _Response, region, background, spacing, params
+) -> np.ndarray:
     """Small-scale tubular candidates lying in a dense mesh of such voxels."""
     small_scale = np.array([s < params.coarse_from_mm for s in response.scales_mm])
-    tubular_small = (response.tubularity >= params.low_hu) & small_scale[response.scale_index]
+    tubular_small = (response.tubularity >= params.low_hu) & small_scale[
+        response.scale_index
+    ]
 
     block = background.block
     shape = region.shape
     coarse_shape = tuple(int(math.ceil(n / b)) for n, b in zip(shape, block))
     index = np.unravel_index(flat[tubular_small], shape)
-    coarse_flat = np.ravel_multi_index([i // b for i, b in zip(index, block)], coarse_shape)
-    counts = np.bincount(coarse_flat, minlength=int(np.prod(coarse_shape))).reshape(coarse_shape)
+    coarse_flat = np.ravel_multi_index(
+        [i // b for i, b in zip(index, block)], coarse_shape
+    )
+    counts = np.bincount(coarse_flat, minlength=int(np.prod(coarse_shape))).reshape(
+        coarse_shape
+    )
     lung_counts = _block_sum(region, block, coarse_shape)
 
     sigma = [params.mesh_radius_mm / (b * s) for b, s in zip(block, spacing)]
@@ -782,7 +881,11 @@ def _hysteresis(flat, response: _Response, mesh, shape, spacing, params) -> np.n
     weak |= seeds
     # Groups are formed on the weak set grown by one voxel, so that a small
     # vessel interrupted for a voxel by noise still joins its tree.
-    bridged = ndimage.binary_dilation(weak, structure=structure) if params.bridge_gaps else weak
+    bridged = (
+        ndimage.binary_dilation(weak, structure=structure)
+        if params.bridge_gaps
+        else weak
+    )
     groups, _ = ndimage.label(bridged, structure=structure)
     keep = np.zeros(int(groups.max()) + 1, bool)
     keep[np.unique(groups[seeds])] = True
@@ -790,12 +893,16 @@ def _hysteresis(flat, response: _Response, mesh, shape, spacing, params) -> np.n
     return keep[groups] & weak
 
 
-def _extent(smooth, core, region, background, spacing, params: VesselParams) -> np.ndarray:
+def _extent(
+    smooth, core, region, background, spacing, params: VesselParams
+) -> np.ndarray:
     """Vessel voxels around the core, by an area-preserving local threshold."""
     if not core.any():
         return np.zeros(core.shape, bool)
     size = [2 * max(1, int(round(params.extent_window_mm / s))) + 1 for s in spacing]
-    peak = ndimage.maximum_filter(np.where(core, smooth, -np.inf).astype(np.float32), size=size)
+    peak = ndimage.maximum_filter(
+        np.where(core, smooth, -np.inf).astype(np.float32), size=size
+    )
     near = np.flatnonzero(region & np.isfinite(peak))
     peak_near = peak.ravel()[near]
     del peak
@@ -817,7 +924,15 @@ def _extent(smooth, core, region, background, spacing, params: VesselParams) -> 
 
 
 def _centreline_radius(mask: np.ndarray, spacing, params: VesselParams) -> np.ndarray:
-    """Radius of every mask voxel from its nearest centreline point, mm."""
+    """Radius of every mask voxel from the cross-section around its centreline, mm.
+
+    Every voxel belongs to its nearest centreline point. The cross-sectional
+    area at a point is the volume of the voxels belonging to it and to its
+    centreline neighbours (``radius_smoothing_steps`` rings) divided by the
+    length of centreline they represent; the radius is ``sqrt(area / pi)``.
+    Counting voxels, unlike the distance to the nearest boundary face, is not
+    biased low by the staircase of a digitised surface.
+    """
     from skimage.morphology import skeletonize
 
     voxels = np.flatnonzero(mask)
@@ -825,53 +940,45 @@ def _centreline_radius(mask: np.ndarray, spacing, params: VesselParams) -> np.nd
         return np.zeros(0, np.float32)
     box = _bounding_box(mask, margin=1)
     sub = mask[box]
-    offset = np.array([s.start for s in box])
     spacing_arr = np.asarray(spacing, float)
 
-    skeleton = skeletonize(sub)
-    centre = np.argwhere(skeleton)
+    centre = np.argwhere(skeletonize(sub))
     if centre.shape[0] == 0:
         centre = np.argwhere(sub)
-
-    faces = _boundary_faces(sub) * spacing_arr
-    face_tree = cKDTree(faces)
-    centre_mm = centre * spacing_arr
-    radius, _ = face_tree.query(centre_mm, workers=-1)
-    radius = _smooth_along(centre, radius, sub.shape, params.radius_smoothing_steps)
-
-    centre_tree = cKDTree(centre_mm)
-    points = (np.argwhere(sub)) * spacing_arr
-    _, nearest = centre_tree.query(points, workers=-1)
     # argwhere of the sub-box lists voxels in the same order as flatnonzero
     # of the full mask, since the box keeps every voxel.
-    del offset
+    points = np.argwhere(sub) * spacing_arr
+    _, nearest = cKDTree(centre * spacing_arr).query(points, workers=-1)
+    del points
+
+    n = centre.shape[0]
+    volume = np.bincount(nearest, minlength=n) * float(np.prod(spacing_arr))
+    rows, cols, step_mm = _centreline_neighbours(centre, sub.shape, spacing_arr)
+    length = 0.5 * np.bincount(rows, weights=step_mm, minlength=n)
+    length = np.maximum(length, 0.5 * float(spacing_arr.min()))
+    adjacency = sparse.csr_matrix(
+        (
+            np.ones(rows.size + n),
+            (
+                np.concatenate([rows, np.arange(n)]),
+                np.concatenate([cols, np.arange(n)]),
+            ),
+        ),
+        shape=(n, n),
+    )
+    volume_sum, length_sum = volume.astype(np.float64), length
+    for _ in range(params.radius_smoothing_steps):
+        volume_sum = adjacency @ volume_sum
+        length_sum = adjacency @ length_sum
+    radius = np.sqrt(volume_sum / length_sum / np.pi)
     return radius[nearest].astype(np.float32)
 
 
-def _boundary_faces(mask: np.ndarray) -> np.ndarray:
-    """Centres of the faces between mask voxels and non-mask voxels, in voxels."""
-    faces = []
-    for axis in range(3):
-        forward = [slice(None)] * 3
-        backward = [slice(None)] * 3
-        forward[axis] = slice(1, None)
-        backward[axis] = slice(None, -1)
-        a = mask[tuple(backward)]
-        b = mask[tuple(forward)]
-        for crossing in (a & ~b, ~a & b):
-            where = np.argwhere(crossing).astype(np.float64)
-            where[:, axis] += 0.5
-            faces.append(where)
-    return np.concatenate(faces)
-
-
-def _smooth_along(points: np.ndarray, values: np.ndarray, shape, steps: int) -> np.ndarray:
-    """Average values over 26-connected centreline neighbours, ``steps`` times."""
-    if steps == 0 or points.shape[0] < 2:
-        return values
+def _centreline_neighbours(points: np.ndarray, shape, spacing: np.ndarray):
+    """26-connected pairs of centreline points and their distance in mm."""
     lookup = np.full(shape, -1, np.int64)
     lookup[tuple(points.T)] = np.arange(points.shape[0])
-    rows, cols = [], []
+    rows, cols, steps = [], [], []
     for offset in np.ndindex(3, 3, 3):
         shift = np.array(offset) - 1
         if not shift.any():
@@ -883,13 +990,5 @@ def _smooth_along(points: np.ndarray, values: np.ndarray, shape, steps: int) -> 
         ok = found >= 0
         rows.append(np.flatnonzero(ok))
         cols.append(found[ok])
-    n = points.shape[0]
-    rows_all = np.concatenate(rows + [np.arange(n)])
-    cols_all = np.concatenate(cols + [np.arange(n)])
-    adjacency = sparse.csr_matrix((np.ones(rows_all.size), (rows_all, cols_all)), shape=(n, n))
-    total = values.astype(np.float64)
-    weight = np.ones(n)
-    for _ in range(steps):
-        total = adjacency @ total
-        weight = adjacency @ weight
-    return total / weight
+        steps.append(np.full(int(ok.sum()), float(np.linalg.norm(shift * spacing))))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(steps)
