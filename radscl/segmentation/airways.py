@@ -691,6 +691,10 @@ def _grow_adaptive(
         trial = min(threshold + step, params.max_threshold_hu)
         if trial <= threshold:
             break
+        if leak is not None and trial >= leak[0]:
+            # Known to leak already: growing again would only repeat the flood.
+            step /= 2.0
+            continue
         candidate, trial_ml = grow(trial)
         if leaks(trial_ml, volume_ml):
             leak = (trial, trial_ml)
