@@ -411,6 +411,31 @@ def test_full_phantom_volumes_against_truth(full):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 4 asks for the total airway volume within 10 % of the phantom's "
+        "truth and the intrapulmonary volume within 15 %; the truth holds about "
+        "12 ml of airway lumen of radius below 1 mm (generations 9-12), whose "
+        "blurred centre is as bright as their wall (-570 HU), so the "
+        "segmentation reaches -26 % and -47 % (measured against the airways it "
+        "can resolve, see test_full_phantom_volumes_against_truth)"
+    ),
+)
+def test_full_phantom_volumes_within_the_issue_limits_of_all_truth(full):
+    phantom, scan, lungs, airways = full
+
+    features = airway_features(scan, lungs, airways)
+
+    assert features["airway_volume_ml"] == pytest.approx(
+        phantom.truth["airway_volume_ml"], rel=0.10
+    )
+    assert features["airway_intrapulmonary_volume_ml"] == pytest.approx(
+        phantom.truth["airway_intrapulmonary_volume_ml"], rel=0.15
+    )
+
+
+@pytest.mark.slow
 def test_full_phantom_leaks_nothing(full):
     phantom, scan, _, airways = full
     truth = phantom.labels == TRUTH_LUMEN
