@@ -10,7 +10,12 @@ from conftest import shared_data
 from scipy import ndimage
 
 from radscl.errors import ParameterError
+from radscl.extract.params import load_parameters
+from radscl.extract.stages import CaseState
+from radscl.extract.stages import enabled_stages
+from radscl.extract.stages import stage_methods
 from radscl.extractors.airway import DIAMETER_GENERATIONS
+from radscl.extractors.airway import ZONES
 from radscl.extractors.airway import airway_feature_names
 from radscl.extractors.airway import airway_features
 from radscl.io import scan_from_array
@@ -21,6 +26,7 @@ from radscl.segmentation.airways import AirwayParams
 from radscl.segmentation.airways import airway_labels
 from radscl.segmentation.airways import segment_airways
 from radscl.segmentation.lungs import LungSegmentation
+from radscl.segmentation.zones import lung_zones
 
 #: Phantom tissue label of airway lumen and airway wall.
 TRUTH_LUMEN = 2
@@ -52,20 +58,10 @@ def _resolvable_lumen(phantom, radius_mm: float = RESOLVABLE_RADIUS_MM) -> np.nd
     return opened
 
 
-def _thirds(lungs: LungSegmentation) -> dict[str, np.ndarray]:
-    """Upper/middle/lower thirds of the lung height, rind and core by depth."""
-    lung = lungs.lung_mask
-    slices = np.flatnonzero(lung.any(axis=(1, 2)))
-    cuts = np.linspace(slices[0], slices[-1] + 1, 4).round().astype(int)
-    z = np.arange(lung.shape[0])[:, None, None]
-    depth = ndimage.distance_transform_edt(lung, sampling=lungs.spacing_mm)
-    return {
-        "lower": lung & (z < cuts[1]),
-        "middle": lung & (z >= cuts[1]) & (z < cuts[2]),
-        "upper": lung & (z >= cuts[2]),
-        "rind": lung & (depth <= 10.0),
-        "core": lung & (depth > 10.0),
-    }
+def _zones(lungs: LungSegmentation) -> dict[str, np.ndarray]:
+    """The lung zones the airway features report (thirds, rind and core)."""
+    zones = lung_zones(lungs.labels, lungs.spacing_mm)
+    return {name: zones[name] for name in ZONES}
 
 
 # --------------------------------------------------------------------------
@@ -230,7 +226,7 @@ def test_gapped_scan_has_no_tree_and_empty_measurements(phantom_factory):
 
 def test_features_names_values_and_zones(small):
     phantom, scan, lungs, airways = small
-    zones = _thirds(lungs)
+    zones = _zones(lungs)
 
     features = airway_features(scan, lungs, airways, zones)
 
@@ -305,6 +301,79 @@ def test_traction_dilation_raises_the_airway_lung_ratio(phantom_factory):
 
 
 # --------------------------------------------------------------------------
+# The airways extraction stage
+
+
+def _run_stages(scan) -> CaseState:
+    params = load_parameters()
+    state = CaseState(scan=scan, case_id="p1")
+    for stage in enabled_stages(params):
+        if stage.name in ("lungs", "airways"):
+            stage.run(state, params.section(stage.name))
+    return state
+
+
+def test_airways_stage_on_the_small_phantom(phantom_factory):
+    phantom = phantom_factory("small", seed=0)
+    truth = phantom.labels == TRUTH_LUMEN
+
+    state = _run_stages(phantom.to_scan())
+
+    names = [stage.name for stage in enabled_stages(load_parameters())]
+    assert names.index("airways") == names.index("lungs") + 1
+    lumen, wall = state.masks["airway_lumen"], state.masks["airway_wall"]
+    voxel_ml = state.scan.voxel_volume_ml
+    # The stage's own lung segmentation seeds it: the lumen is still airway.
+    false_ml = np.count_nonzero(lumen & ~truth) * voxel_ml
+    assert false_ml <= 0.05 * phantom.truth["airway_volume_ml"]
+    assert np.count_nonzero(lumen & truth) >= 0.6 * np.count_nonzero(truth)
+    assert not np.any(lumen & wall)
+    assert state.columns["airway_reason"] == ""
+    assert state.columns["airway_volume_ml"] == pytest.approx(
+        np.count_nonzero(lumen) * voxel_ml
+    )
+    thirds = sum(
+        state.columns[f"airway_intrapulmonary_volume_{z}_ml"]
+        for z in ("upper", "middle", "lower")
+    )
+    assert thirds == pytest.approx(state.columns["airway_intrapulmonary_volume_ml"])
+    assert state.columns["airway_max_generation"] >= 3
+    # The label map carries the lumen, its wall and the lungs.
+    label_map = state.label_map
+    in_lung = state.lungs.lung_mask
+    assert np.all(label_map[lumen & in_lung] == AIRWAY_LUMEN)
+    assert np.all(label_map[lumen & ~in_lung] == TRACHEA)
+    assert np.all(label_map[wall] == AIRWAY_WALL)
+    assert {1, 2, TRACHEA, AIRWAY_LUMEN, AIRWAY_WALL} <= set(np.unique(label_map))
+    method = stage_methods(load_parameters())["airways"]
+    assert method["method"] == "radscl-classical-airways-1"
+    assert method["start_threshold_hu"] == -950.0
+
+
+def test_airways_stage_on_a_gapped_scan(phantom_factory):
+    phantom = phantom_factory("small", seed=0, gapped=True)
+
+    state = _run_stages(phantom.to_scan())
+
+    assert state.columns["airway_reason"] == "gapped"
+    for name in ("airway_volume_ml", "airway_branch_count", "airway_max_generation"):
+        assert math.isnan(state.columns[name]), name
+    stages = {code: stage for stage, code in ((s, f.code) for s, f in state.findings)}
+    assert stages["airway_gapped"] == "airways"
+    assert np.count_nonzero(state.label_map == TRACHEA) > 0
+
+
+def test_airways_stage_refuses_bad_settings(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("airways:\n  start_threshold_hu: -600\n  max_threshold_hu: -800\n")
+    with pytest.raises(ParameterError, match="airways: airway thresholds must"):
+        enabled_stages(load_parameters(path))
+    path.write_text("airways:\n  enabled: true\nlungs:\n  enabled: false\n")
+    with pytest.raises(ParameterError, match="needs lungs"):
+        enabled_stages(load_parameters(path))
+
+
+# --------------------------------------------------------------------------
 # Full-size phantom: accuracy against ground truth
 
 
@@ -339,6 +408,31 @@ def test_full_phantom_volumes_against_truth(full):
     )
     found = np.count_nonzero(airways.lumen & resolvable) / np.count_nonzero(resolvable)
     assert found >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 4 asks for the total airway volume within 10 % of the phantom's "
+        "truth and the intrapulmonary volume within 15 %; the truth holds about "
+        "12 ml of airway lumen of radius below 1 mm (generations 9-12), whose "
+        "blurred centre is as bright as their wall (-570 HU), so the "
+        "segmentation reaches -26 % and -47 % (measured against the airways it "
+        "can resolve, see test_full_phantom_volumes_against_truth)"
+    ),
+)
+def test_full_phantom_volumes_within_the_issue_limits_of_all_truth(full):
+    phantom, scan, lungs, airways = full
+
+    features = airway_features(scan, lungs, airways)
+
+    assert features["airway_volume_ml"] == pytest.approx(
+        phantom.truth["airway_volume_ml"], rel=0.10
+    )
+    assert features["airway_intrapulmonary_volume_ml"] == pytest.approx(
+        phantom.truth["airway_intrapulmonary_volume_ml"], rel=0.15
+    )
 
 
 @pytest.mark.slow

@@ -126,10 +126,11 @@ class Stage:
 
 def _builtin_stages() -> tuple[Stage, ...]:
     """The stages radscl ships, each defined in its own module."""
+    from radscl.extract.stage_airways import AIRWAYS
     from radscl.extract.stage_lungs import LUNGS
     from radscl.extract.stage_vessels import VESSELS
 
-    return (LUNGS, VESSELS)
+    return (LUNGS, AIRWAYS, VESSELS)
 
 
 #: The implemented stages, in the order they run.

@@ -34,7 +34,7 @@ LABEL_COLOURS: dict[int, str] = {
     2: "#ffb000",  # left lung
     3: "#ff3df2",  # trachea and main bronchi
     4: "#3dff6e",  # airway lumen
-    5: "#b4ff3d",  # airway wall
+    5: "#ffffff",  # airway wall
     6: "#ff3d3d",  # vessel
 }
 

@@ -213,7 +213,11 @@ class AirwaySegmentation:
         return float(np.count_nonzero(self.lumen)) * self.voxel_volume_ml
 
 
-def airway_labels(lungs: LungSegmentation, airways: AirwaySegmentation) -> np.ndarray:
+def airway_labels(
+    lungs: LungSegmentation,
+    airways: AirwaySegmentation,
+    base: np.ndarray | None = None,
+) -> np.ndarray:
     """Combine the lung labels with the airway lumen and wall.
 
     Lumen inside the lungs becomes :data:`~radscl.segmentation.AIRWAY_LUMEN`,
@@ -227,6 +231,9 @@ def airway_labels(lungs: LungSegmentation, airways: AirwaySegmentation) -> np.nd
         The lungs of the scan.
     airways : AirwaySegmentation
         The airways of the same scan.
+    base : numpy.ndarray, optional
+        Label map to paint the airways into (a copy is returned); the lung
+        labels when omitted.
 
     Returns
     -------
@@ -240,7 +247,12 @@ def airway_labels(lungs: LungSegmentation, airways: AirwaySegmentation) -> np.nd
             f"{airways.lumen.shape} must have the same shape"
         )
 
-    labels = lungs.labels.copy()
+    labels = (lungs.labels if base is None else base).copy()
+    if labels.shape != airways.lumen.shape:
+        raise ParameterError(
+            f"label map {labels.shape} and airway lumen {airways.lumen.shape} "
+            "must have the same shape"
+        )
     labels[labels == TRACHEA] = 0
     in_lung = lungs.lung_mask
     labels[airways.wall & ~airways.lumen] = AIRWAY_WALL
@@ -691,6 +703,10 @@ def _grow_adaptive(
         trial = min(threshold + step, params.max_threshold_hu)
         if trial <= threshold:
             break
+        if leak is not None and trial >= leak[0]:
+            # Known to leak already: growing again would only repeat the flood.
+            step /= 2.0
+            continue
         candidate, trial_ml = grow(trial)
         if leaks(trial_ml, volume_ml):
             leak = (trial, trial_ml)

@@ -152,11 +152,19 @@ def _add_halves(
 def _depth_mm(
     lung: np.ndarray, spacing_mm: tuple[float, float, float], contiguous: bool
 ) -> np.ndarray:
-    """Distance in mm from each lung voxel to the nearest voxel outside the lung."""
+    """Distance in mm from each lung voxel to the nearest voxel outside the lung.
+
+    Only the lungs' bounding box is transformed, padded by one voxel of
+    background: for a voxel inside the box, the padding plane is nearer than
+    any voxel beyond it, so the distances are those of the whole volume.
+    """
     if contiguous:
-        padded = np.pad(lung, 1)
-        depth = ndimage.distance_transform_edt(padded, sampling=spacing_mm)
-        return depth[1:-1, 1:-1, 1:-1]
+        box = ndimage.find_objects(lung.astype(np.uint8))[0]
+        padded = np.pad(lung[box], 1)
+        inner = ndimage.distance_transform_edt(padded, sampling=spacing_mm)
+        depth = np.zeros(lung.shape)
+        depth[box] = inner[1:-1, 1:-1, 1:-1]
+        return depth
 
     depth = np.zeros(lung.shape, dtype=float)
     for index in np.flatnonzero(lung.any(axis=(1, 2))):
