@@ -127,8 +127,9 @@ class Stage:
 def _builtin_stages() -> tuple[Stage, ...]:
     """The stages radscl ships, each defined in its own module."""
     from radscl.extract.stage_lungs import LUNGS
+    from radscl.extract.stage_radiomics import RADIOMICS
 
-    return (LUNGS,)
+    return (LUNGS, RADIOMICS)
 
 
 #: The implemented stages, in the order they run.

@@ -487,7 +487,7 @@ def radiomics_feature_names(
         order.
     """
     config = load_params(params)
-    return list(_feature_names(json.dumps(config, sort_keys=True)))
+    return list(_feature_names(json.dumps(config)))
 
 
 @functools.lru_cache(maxsize=16)
