@@ -96,7 +96,8 @@ def _run(state: CaseState, settings: dict[str, Any]) -> None:
     config = load_params(settings["params_file"])
     names = list(settings["masks"])
 
-    if not state.scan.contiguous and not config.get("setting", {}).get("force2D"):
+    skipped = not state.scan.contiguous and not config.get("setting", {}).get("force2D")
+    if skipped:
         state.add_findings(
             "radiomics",
             [
@@ -115,7 +116,7 @@ def _run(state: CaseState, settings: dict[str, Any]) -> None:
         available = _regions(state, names)
 
     missing = [name for name in names if name not in available]
-    if missing and state.scan.contiguous:
+    if missing and not skipped:
         state.add_findings("radiomics", [_missing_finding(missing)])
 
     values = extract_radiomics(state.scan, available, config, case_id=state.case_id)
