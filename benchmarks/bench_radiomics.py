@@ -4,9 +4,8 @@ defaults, on the full-size chest phantom, in one run.
 Rows (each in a fresh process, see benchmarks/harness.py):
 
 - pyradiomics' defaults: ``RadiomicsFeatureExtractor()`` with its default
-  classes except shape (first order and the five texture classes, as in the
-  issue that asked for this), native grid, bin width 25, on the whole-lung
-  mask;
+  classes except shape (first order and the five texture classes), native
+  grid, bin width 25, on the whole-lung mask;
 - radscl's default configuration (params/radiomics_lung.yaml) through
   :func:`radscl.extractors.radiomics.extract_radiomics`, same mask;
 - the same configuration without its 2 mm resampling, to show what the

@@ -160,7 +160,9 @@ def test_small_region_is_resampled_on_pyradiomics_grid(interpolator, rel):
     theirs = extractor.execute(*sitk_pair(scan, region))
     assert len(ours) == len(theirs) > 90
     for name, value in theirs.items():
-        assert ours[f"rad_region_{name}"] == pytest.approx(float(value), rel=rel, abs=1e-9)
+        assert ours[f"rad_region_{name}"] == pytest.approx(
+            float(value), rel=rel, abs=1e-9
+        )
 
 
 def test_first_order_values_worked_by_hand():
@@ -483,3 +485,165 @@ def test_ibsi_fixed_bin_width_after_interpolation_differs_only_by_bin_origin():
         - offset.loc["cm_joint_avg_3D_avg", "value"]
     )
     assert joint_average_shift == pytest.approx(2.0, abs=0.2)
+
+
+# --- the radiomics extraction stage -------------------------------------------
+
+STAGE_MASKS = ["lung", "parenchyma", "fibrosis", "zone_upper", "zone_lower"]
+
+
+def _stage(name: str):
+    from radscl.extract.stages import STAGES
+
+    return {stage.name: stage for stage in STAGES}[name]
+
+
+@pytest.fixture(scope="module")
+def phantom_state(phantom_factory):
+    """A small phantom with 15% basal fibrosis after the lungs stage, with the
+    true parenchyma and fibrotic region as the masks a later stage would leave."""
+    from radscl.extract.params import load_parameters
+    from radscl.extract.stages import CaseState
+    from radscl.phantom.chest import FIBROSIS_LABELS
+
+    phantom = phantom_factory("small", seed=3, fibrosis_pct=15)
+    params = load_parameters()
+    state = CaseState(scan=phantom.to_scan(), case_id="phantom_003")
+    _stage("lungs").run(state, params.section("lungs"))
+
+    labels = np.asarray(phantom.labels)
+    lung = state.lungs.lung_mask
+    state.masks["parenchyma"] = lung & np.isin(labels, (1, 5, 6, 7, 8))
+    state.masks["fibrosis"] = lung & np.isin(labels, FIBROSIS_LABELS)
+    return phantom, state, params
+
+
+def _fresh(state):
+    """A shallow copy of a state with no columns or findings yet."""
+    import copy
+
+    fresh = copy.copy(state)
+    fresh.columns = {}
+    fresh.findings = []
+    fresh.masks = dict(state.masks)
+    return fresh
+
+
+def _run_stage(state, params, **changes):
+    run_state = _fresh(state)
+    settings = {**params.section("radiomics"), **changes}
+    _stage("radiomics").run(run_state, settings)
+    return run_state
+
+
+@pytest.mark.slow
+def test_stage_measures_phantom_regions(phantom_state):
+    phantom, state, params = phantom_state
+    features = rad.radiomics_feature_names()
+
+    after = _run_stage(state, params, masks=STAGE_MASKS)
+
+    columns = after.columns
+    assert list(columns) == [
+        f"rad_{mask}_{feature}" for mask in STAGE_MASKS for feature in features
+    ]
+    assert not any(math.isnan(v) for v in columns.values())
+
+    # first-order means against the phantom's CT numbers in the same regions
+    # (within the configuration's [-1024, 200] HU); 2 mm resampling and the
+    # nearest-neighbour mask move them by partial volume only
+    hounsfield = state.scan.hounsfield
+    kept = hounsfield <= 200
+    for mask, tolerance_hu in (("lung", 15), ("fibrosis", 30)):
+        region = (state.lungs.lung_mask if mask == "lung" else state.masks[mask]) & kept
+        assert columns[f"rad_{mask}_original_firstorder_Mean"] == pytest.approx(
+            hounsfield[region].mean(), abs=tolerance_hu
+        )
+
+    # fibrosis is denser and coarser than the parenchyma, and basal
+    mean = "original_firstorder_Mean"
+    assert columns[f"rad_fibrosis_{mean}"] - columns[f"rad_parenchyma_{mean}"] > 150
+    contrast = "original_glcm_Contrast"
+    assert (
+        columns[f"rad_zone_lower_{contrast}"]
+        > 1.5 * columns[f"rad_zone_upper_{contrast}"]
+    )
+    assert after.findings == []
+
+
+def test_stage_regions_no_stage_made_are_empty_with_a_finding(phantom_state):
+    _, state, params = phantom_state
+    without = _fresh(state)
+    without.masks = {}
+
+    after = _run_stage(without, params, masks=["parenchyma"])
+
+    assert len(after.columns) == len(rad.radiomics_feature_names())
+    assert all(k.startswith("rad_parenchyma_original_") for k in after.columns)
+    assert all(math.isnan(v) for v in after.columns.values())
+    ((stage, finding),) = after.findings
+    assert (stage, finding.code) == ("radiomics", "radiomics_region_not_made")
+    assert "parenchyma" in finding.message
+
+
+def test_stage_empty_fibrotic_region_gives_empty_columns(phantom_state):
+    _, state, params = phantom_state
+    healthy = _fresh(state)
+    healthy.masks["fibrosis"] = np.zeros_like(state.masks["fibrosis"])
+
+    after = _run_stage(healthy, params, masks=["fibrosis"])
+
+    assert len(after.columns) == len(rad.radiomics_feature_names())
+    assert all(math.isnan(v) for v in after.columns.values())
+
+
+def test_stage_gapped_scan_gives_empty_columns_with_the_reason(phantom_state):
+    import dataclasses
+
+    _, state, params = phantom_state
+    gapped = _fresh(state)
+    metadata = dataclasses.replace(state.scan.metadata, contiguous=False)
+    gapped.scan = dataclasses.replace(state.scan, metadata=metadata)
+
+    after = _run_stage(gapped, params, masks=["lung", "zone_lower"])
+
+    assert len(after.columns) == 2 * len(rad.radiomics_feature_names())
+    assert all(math.isnan(v) for v in after.columns.values())
+    assert [f.code for _, f in after.findings] == ["radiomics_needs_contiguous_slices"]
+
+
+def test_stage_is_off_by_default_and_checks_its_file_up_front(tmp_path):
+    from radscl.extract.params import load_parameters
+    from radscl.extract.stages import enabled_stages
+    from radscl.extract.stages import stage_methods
+    from radscl.extract.stages import stage_names
+
+    assert stage_names()[-1] == "radiomics"
+    assert _stage("radiomics").requires == ("lungs",)
+    assert "radiomics" not in [s.name for s in enabled_stages(load_parameters())]
+
+    pyradiomics_file = tmp_path / "lung_texture.yaml"
+    pyradiomics_file.write_text("setting:\n  binWidht: 25\n")
+    user = tmp_path / "extraction.yaml"
+    user.write_text("radiomics:\n  enabled: true\n  params_file: lung_texture.yaml\n")
+    with pytest.raises(ParameterError) as caught:
+        enabled_stages(load_parameters(user))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "radiomics.params_file" in message
+    assert "lung_texture.yaml" in message
+    assert "'binWidht'" in message and "binWidth" in message
+
+    pyradiomics_file.write_text("setting:\n  binWidth: 10\n")
+    methods = stage_methods(load_parameters(user))
+    record = methods["radiomics"]
+    assert record["method"].startswith("pyradiomics ")
+    assert record["pyradiomics_parameters"] == {"setting": {"binWidth": 10}}
+    assert record["masks"][0] == "lung"
+
+
+def test_stage_zone_names_are_the_lung_zones():
+    from radscl.extract.stage_radiomics import ZONE_MASKS
+    from radscl.segmentation.zones import ZONE_NAMES
+
+    assert ZONE_MASKS == tuple(f"zone_{zone}" for zone in ZONE_NAMES)

@@ -26,9 +26,11 @@ order of weight:
   0.7 x 0.7 x 1 mm scan), at the price of texture finer than about 2 mm;
 - shape features are off (the maximum 3D diameter compares all mesh vertex
   pairs; lung volumes come from the lung extractor at native resolution);
-- the image handed to pyradiomics is cropped to the region's bounding box
-  (plus pyradiomics' padding) and pyradiomics' diagnostics are switched off,
-  which saves memory and a few seconds per region.
+- only the region's neighbourhood is handed to pyradiomics, resampled here
+  on exactly the grid pyradiomics would use for the whole scan (anchored at
+  the scan's corner, ``padDistance`` voxels around the region), and
+  pyradiomics' diagnostics are switched off, which saves memory and seconds
+  per region without changing the features.
 
 Empty regions and regions pyradiomics rejects as too small give NaN features
 with the reason logged. Any other failure raises :class:`RadiomicsError`
@@ -48,14 +50,15 @@ regions) are logged at DEBUG instead of being printed.
 
 Known shortcomings
 ------------------
-With resampling on, pyradiomics anchors the new grid at the corner of the
-image it is given; because the image is cropped first, the 2 mm grid sits at
-the crop corner rather than the scan corner. The shift is below one target
-voxel and deterministic for a given mask, but the values differ slightly from
-pyradiomics run on the uncropped scan. Regions are cropped only when the
-original image is the sole image type; filtered images (LoG, wavelet) see the
-whole scan so that their values at the region border match pyradiomics'.
-Interpolated CT numbers are not rounded to integers (IBSI rounds them).
+With B-spline interpolation the features agree with pyradiomics run on the
+whole scan to about 1e-6 (relative) rather than exactly, because the
+B-spline prefilter reaches beyond the neighbourhood that is cut out.
+Filtered image types (LoG, wavelet) and ``normalize`` look at the whole scan,
+so with them the whole scan is handed over and nothing is saved.
+Interpolated CT numbers are kept as floats: neither truncated (as pyradiomics
+does for integer images) nor rounded (as IBSI prescribes). The mask is
+resampled by nearest neighbour, as in pyradiomics; IBSI interpolates it
+linearly (see docs/radiomics.md for what this does to the IBSI check).
 """
 
 from __future__ import annotations
@@ -487,7 +490,7 @@ def radiomics_feature_names(
         order.
     """
     config = load_params(params)
-    return list(_feature_names(json.dumps(config, sort_keys=True)))
+    return list(_feature_names(json.dumps(config)))
 
 
 @functools.lru_cache(maxsize=16)
