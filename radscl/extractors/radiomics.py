@@ -72,7 +72,6 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 import traceback
 import warnings
@@ -91,6 +90,7 @@ from radiomics import featureextractor
 
 from radscl.errors import ParameterError
 from radscl.errors import ScanError
+from radscl.extract.params import params_dir
 from radscl.io import Scan
 
 logger = logging.getLogger(__name__)
@@ -184,33 +184,6 @@ def _silent_pykwalify() -> Iterator[None]:
 
 
 # --- parameters --------------------------------------------------------------
-
-
-def params_dir() -> Path:
-    """Return the folder holding radscl's pyradiomics parameter files.
-
-    Returns
-    -------
-    pathlib.Path
-        ``params/`` of a source checkout, else ``<prefix>/share/radscl/params``
-        of an installed package.
-
-    Raises
-    ------
-    ParameterError
-        When neither exists.
-    """
-    candidates = (
-        Path(__file__).resolve().parents[2] / "params",
-        Path(sys.prefix) / "share" / "radscl" / "params",
-    )
-    for candidate in candidates:
-        if (candidate / DEFAULT_PARAMS_NAME).is_file():
-            return candidate
-    raise ParameterError(
-        f"{DEFAULT_PARAMS_NAME}: default radiomics parameters not found in "
-        + " or ".join(str(c) for c in candidates)
-    )
 
 
 def default_params_path() -> Path:
