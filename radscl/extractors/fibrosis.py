@@ -903,6 +903,7 @@ def train_pattern_model(
     classifier: str = "gradient_boosting",
     description: str = "",
     training: Mapping[str, Any] | None = None,
+    iterations: int = 150,
     seed: int = 0,
 ) -> PatternModel:
     """Fit a scikit-learn pattern classifier on feature rows.
@@ -920,6 +921,8 @@ def train_pattern_model(
         Recorded with the model; say what it was trained on.
     training : mapping, optional
         Extra facts to record (label mapping, scan list).
+    iterations : int
+        Boosting iterations, or trees of the random forest.
     seed : int
         Random seed of the classifier.
 
@@ -948,6 +951,8 @@ def train_pattern_model(
     X = np.concatenate(features)
     y = np.concatenate(patterns)
     present = np.unique(y)
+    if iterations < 1:
+        raise ParameterError(f"iterations must be at least 1, but found {iterations}")
     if present.size < 2:
         raise ParameterError(
             f"training needs at least two patterns, but found {present.tolist()}"
@@ -955,11 +960,11 @@ def train_pattern_model(
 
     if classifier == "gradient_boosting":
         estimator = HistGradientBoostingClassifier(
-            max_iter=150, learning_rate=0.1, max_leaf_nodes=31, random_state=seed
+            max_iter=iterations, learning_rate=0.1, max_leaf_nodes=31, random_state=seed
         )
     elif classifier == "random_forest":
         estimator = RandomForestClassifier(
-            n_estimators=60, max_depth=14, min_samples_leaf=5, n_jobs=1, random_state=seed
+            n_estimators=iterations, max_depth=14, min_samples_leaf=5, n_jobs=1, random_state=seed
         )
     else:
         raise ParameterError(
