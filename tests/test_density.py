@@ -38,7 +38,11 @@ def test_band_edges_counted_as_published():
 def test_histogram_moments_match_scipy_and_numpy():
     rng = np.random.default_rng(3)
     values = np.concatenate(
-        [rng.normal(-850, 40, 3000), rng.normal(-650, 80, 600), rng.normal(-300, 60, 90)]
+        [
+            rng.normal(-850, 40, 3000),
+            rng.normal(-650, 80, 600),
+            rng.normal(-300, 60, 90),
+        ]
     ).round()
     hounsfield, mask = _volume(values.astype(np.int16), shape=(10, 30, 30), seed=1)
 
@@ -55,7 +59,9 @@ def test_histogram_moments_match_scipy_and_numpy():
 
 
 def test_normal_sample_has_zero_excess_kurtosis():
-    values = stats.norm.ppf(np.linspace(0.0005, 0.9995, 4000), loc=-800, scale=60).round()
+    values = stats.norm.ppf(
+        np.linspace(0.0005, 0.9995, 4000), loc=-800, scale=60
+    ).round()
     hounsfield, mask = _volume(values.astype(np.int16), shape=(10, 30, 30))
 
     features = density_features(hounsfield, mask)
@@ -126,7 +132,9 @@ def test_empty_mask_gives_nan_and_bad_input_is_refused():
     with pytest.raises(ParameterError, match="lung_mask has shape"):
         density_features(hounsfield, np.zeros((2, 3), bool))
     with pytest.raises(ParameterError, match="zone names"):
-        density_features(hounsfield, hounsfield < 1, zones={"Lower Zone": hounsfield < 1})
+        density_features(
+            hounsfield, hounsfield < 1, zones={"Lower Zone": hounsfield < 1}
+        )
 
 
 def test_phantom_density_rises_with_fibrosis(phantom_factory):

@@ -126,9 +126,10 @@ class Stage:
 
 def _builtin_stages() -> tuple[Stage, ...]:
     """The stages radscl ships, each defined in its own module."""
+    from radscl.extract.stage_fibrosis import FIBROSIS
     from radscl.extract.stage_lungs import LUNGS
 
-    return (LUNGS,)
+    return (LUNGS, FIBROSIS)
 
 
 #: The implemented stages, in the order they run.

@@ -267,7 +267,9 @@ class PatternRules:
     @property
     def description(self) -> str:
         """A short description recorded in the provenance."""
-        return "radscl default rules v1 (published HU bands, thresholds set on phantoms)"
+        return (
+            "radscl default rules v1 (published HU bands, thresholds set on phantoms)"
+        )
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Pattern of each row of a feature matrix (columns :data:`FEATURE_NAMES`)."""
@@ -288,7 +290,9 @@ class PatternRules:
         )
         patterns[fibrotic] = GROUND_GLASS
         patterns[fibrotic & (bright > self.reticulation_bright_fraction)] = RETICULATION
-        honeycomb = (bright > self.honeycomb_bright_fraction) & (sd > self.honeycomb_sd_hu)
+        honeycomb = (bright > self.honeycomb_bright_fraction) & (
+            sd > self.honeycomb_sd_hu
+        )
         patterns[honeycomb] = HONEYCOMBING
         emphysema = (mean < self.emphysema_mean_hu) & (
             bright < self.emphysema_bright_fraction
@@ -628,8 +632,10 @@ def pattern_percentages(
     features = _percentages(patterns, lung_mask, weights)
     if spacing_mm is not None:
         # Each slice stands for its weight in mm when positions are known.
-        thickness = weights if slice_positions_mm is not None else np.full_like(
-            weights, spacing_mm[0]
+        thickness = (
+            weights
+            if slice_positions_mm is not None
+            else np.full_like(weights, spacing_mm[0])
         )
         fibrotic = np.isin(patterns, FIBROTIC_PATTERNS) & lung_mask
         area_ml = spacing_mm[1] * spacing_mm[2] / 1000.0
@@ -697,7 +703,9 @@ def fibrosis_features(
 
     patterns = classify_patterns(scan, parenchyma, model)
     if vessel_mask is not None:
-        vessels = _check_mask(vessel_mask, shape, "vessel_mask") & lung_mask & ~parenchyma
+        vessels = (
+            _check_mask(vessel_mask, shape, "vessel_mask") & lung_mask & ~parenchyma
+        )
         patterns = reclaim_vessels_in_fibrosis(
             patterns,
             vessels,
@@ -723,7 +731,9 @@ def fibrosis_features(
     provenance = {
         "kernel": scan.metadata.kernel,
         "kernel_class": kernel_class,
-        "presmooth_mm": model.settings.presmooth_mm(kernel_class, min(scan.spacing_mm[1:])),
+        "presmooth_mm": model.settings.presmooth_mm(
+            kernel_class, min(scan.spacing_mm[1:])
+        ),
         "neighbourhood": "3d" if scan.metadata.contiguous else "2d per slice",
         "pattern_classifier": _describe(model),
         "density_mask": "lung",
@@ -764,7 +774,9 @@ def parenchyma_from_labels(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarra
 # Trained models
 
 
-def parse_label_mapping(mapping: Mapping[Any, Any], source: str = "mapping") -> dict[int, int]:
+def parse_label_mapping(
+    mapping: Mapping[Any, Any], source: str = "mapping"
+) -> dict[int, int]:
     """Turn ``{annotation label: pattern}`` into ``{int label: pattern value}``.
 
     Parameters
@@ -795,14 +807,17 @@ def parse_label_mapping(mapping: Mapping[Any, Any], source: str = "mapping") -> 
             raise ParameterError(
                 f"{source}: label {key!r} is not an integer label value"
             ) from None
-        if value is None or (isinstance(value, str) and value.strip().lower() == "ignore"):
+        if value is None or (
+            isinstance(value, str) and value.strip().lower() == "ignore"
+        ):
             continue
         if isinstance(value, str) and not value.strip().isdigit():
             name = value.strip().lower().replace("-", "_")
             if name not in PATTERN_NAMES:
                 raise ParameterError(
                     f"{source}: label {label} maps to {value!r}; expected one of "
-                    "normal, ground_glass, reticulation, honeycombing, emphysema, ignore"
+                    "normal, ground_glass, reticulation, honeycombing, emphysema, "
+                    "ignore"
                 )
             parsed[label] = PATTERN_NAMES[name]
             continue
@@ -964,11 +979,16 @@ def train_pattern_model(
         )
     elif classifier == "random_forest":
         estimator = RandomForestClassifier(
-            n_estimators=iterations, max_depth=14, min_samples_leaf=5, n_jobs=1, random_state=seed
+            n_estimators=iterations,
+            max_depth=14,
+            min_samples_leaf=5,
+            n_jobs=1,
+            random_state=seed,
         )
     else:
         raise ParameterError(
-            f"classifier must be gradient_boosting or random_forest, but found {classifier!r}"
+            "classifier must be gradient_boosting or random_forest, "
+            f"but found {classifier!r}"
         )
     estimator.fit(X, y)
 
@@ -1091,7 +1111,9 @@ def pattern_model_from_params(
     if not params:
         return PatternRules()
     if not isinstance(params, Mapping):
-        raise ParameterError(f"{source}: fibrosis must be a mapping, but found {params!r}")
+        raise ParameterError(
+            f"{source}: fibrosis must be a mapping, but found {params!r}"
+        )
     unknown = sorted(set(params) - {"model"})
     if unknown:
         raise ParameterError(
@@ -1116,7 +1138,10 @@ def _describe(model: PatternRules | PatternModel) -> str:
 def _percentages(
     patterns: np.ndarray, lung_mask: np.ndarray, weights: np.ndarray
 ) -> dict[str, float]:
-    names = ["fibrosis_extent_pct", *(f"{stem}_pct" for stem in PATTERN_FEATURES.values())]
+    names = [
+        "fibrosis_extent_pct",
+        *(f"{stem}_pct" for stem in PATTERN_FEATURES.values()),
+    ]
     box = _bounding_box(lung_mask)
     if box is None:
         return dict.fromkeys(names, float("nan"))
