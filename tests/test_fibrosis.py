@@ -317,3 +317,38 @@ def test_params_model_file_is_checked_before_any_case(tmp_path):
     params_file.write_text("fibrosis:\n  model: nowhere.joblib\n")
     with pytest.raises(ParameterError, match="not found"):
         load_parameters(params_file)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_tcia_lung_and_soft_kernel_differences(record_property):
+    """Same acquisition, two kernels: the differences are reported, not judged.
+
+    Lungs and fibrosis stages only (no airway or vessel masks). Only what a
+    sharp kernel must do is asserted (more voxels below -950 HU);
+    ``docs/fibrosis.md`` lists the measured differences.
+    """
+    from conftest import shared_data
+
+    from radscl.extract.params import load_parameters
+    from radscl.extract.stages import STAGES
+    from radscl.extract.stages import CaseState
+    from radscl.io import load_scan
+
+    folder = shared_data("chest_ct_tcia")
+    params = load_parameters()
+    stages = {stage.name: stage for stage in STAGES}
+    columns = {}
+    for kernel in ("L", "B"):
+        scan = load_scan(folder / f"A0001_philips_5mm_kernel{kernel}")
+        state = CaseState(scan=scan, case_id=f"kernel{kernel}")
+        stages["lungs"].run(state, params.section("lungs"))
+        stages["fibrosis"].run(state, params.section("fibrosis"))
+        columns[scan.metadata.kernel_class] = state.columns
+
+    sharp, soft = columns["sharp"], columns["soft"]
+    for name in ("haa_pct", "hist_kurtosis", "fibrosis_extent_pct", "laa950_pct"):
+        assert np.isfinite(sharp[name]) and np.isfinite(soft[name])
+        record_property(f"soft_minus_sharp_{name}", round(soft[name] - sharp[name], 3))
+    assert sharp["laa950_pct"] > soft["laa950_pct"] + 5.0
+    assert 0.0 < soft["haa_pct"] < 30.0
