@@ -189,6 +189,12 @@ def test_retrained_model_round_trip(phantom_factory, tmp_path):
     from_params = pattern_model_from_params({"model": str(path)})
     assert isinstance(from_params, PatternModel)
 
+    # The extraction stage uses the file named by fibrosis.model.
+    state = _run_stages(phantom, model=str(path))
+    assert state.results["fibrosis"]["pattern_classifier"].startswith("phantoms 0 and 1")
+    truth = phantom.truth["fibrosis_extent_pct"]
+    assert abs(state.columns["fibrosis_extent_pct"] - truth) <= 3.0
+
 
 def test_model_file_errors(tmp_path):
     with pytest.raises(ParameterError, match="not found"):
