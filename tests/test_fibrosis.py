@@ -191,7 +191,9 @@ def test_retrained_model_round_trip(phantom_factory, tmp_path):
 
     # The extraction stage uses the file named by fibrosis.model.
     state = _run_stages(phantom, model=str(path))
-    assert state.results["fibrosis"]["pattern_classifier"].startswith("phantoms 0 and 1")
+    assert state.results["fibrosis"]["pattern_classifier"].startswith(
+        "phantoms 0 and 1"
+    )
     truth = phantom.truth["fibrosis_extent_pct"]
     assert abs(state.columns["fibrosis_extent_pct"] - truth) <= 3.0
 
@@ -262,6 +264,7 @@ def test_stage_extent_with_radscl_segmentation(phantom_factory, level):
 
     truth = phantom.truth["fibrosis_extent_pct"]
     assert abs(state.columns["fibrosis_extent_pct"] - truth) <= 3.0
+    assert not [finding for stage, finding in state.findings if stage == "fibrosis"]
     for name in ("haa_pct", "laa950_pct", "mld_hu", "hist_skewness", "hist_kurtosis"):
         assert np.isfinite(state.columns[name])
     assert "fibrosis_extent_lower_pct" in state.columns
@@ -295,6 +298,8 @@ def test_stage_without_vessel_masks_and_provenance(phantom_factory):
 
     lung = state.lungs.lung_mask
     assert np.array_equal(state.masks["parenchyma"], lung)
+    codes = [finding.code for stage, finding in state.findings if stage == "fibrosis"]
+    assert codes == ["fibrosis_vessels_kept"]
     assert "fibrosis_extent_lower_pct" in state.columns
     assert "fibrosis_extent_upper_pct" not in state.columns
     truth = phantom.truth["fibrosis_extent_pct"]

@@ -13,11 +13,20 @@ import numpy as np
 from radscl.extract.params import Setting
 from radscl.extract.stages import CaseState
 from radscl.extract.stages import Stage
+from radscl.io import QualityFinding
 
 logger = logging.getLogger(__name__)
 
 #: Zones that get their own fibrosis and density columns.
-FIBROSIS_ZONES = ("upper", "middle", "lower", "rind", "core")
+FIBROSIS_ZONES = (
+    "upper",
+    "middle",
+    "lower",
+    "rind",
+    "core",
+    "dependent",
+    "nondependent",
+)
 
 SETTINGS = {
     "model": Setting(
@@ -75,6 +84,20 @@ def _run(state: CaseState, settings: dict[str, Any]) -> None:
     for mask in removed:
         parenchyma &= ~mask
     vessel = state.masks.get("vessel") if settings["reclaim_vessels"] else None
+    if state.masks.get("vessel") is None:
+        state.add_findings(
+            "fibrosis",
+            [
+                QualityFinding(
+                    "fibrosis_vessels_kept",
+                    logging.INFO,
+                    "no vessel mask: pulmonary vessels stay in the parenchyma and "
+                    "part of them is counted as ground glass or reticulation",
+                    "run the vessel stage (not possible on gapped HRCT); compare "
+                    "extents only between scans measured the same way",
+                )
+            ],
+        )
 
     zones = {
         name: state.zones[name] for name in settings["zones"] if name in state.zones
