@@ -268,7 +268,7 @@ class PatternRules:
     def description(self) -> str:
         """A short description recorded in the provenance."""
         return (
-            "radscl default rules v1 (published HU bands, thresholds set on phantoms)"
+            "radscl default rules v2 (published HU bands, thresholds set on phantoms)"
         )
 
     def predict(self, features: np.ndarray) -> np.ndarray:
