@@ -1646,4 +1646,80 @@ def report(
         settings=settings,
     )
     click.echo(f"report: {path}")
+@cli.group()
+def fibrosis() -> None:
+    """Pattern classifier for fibrosis extent."""
+
+
+@fibrosis.command("train")
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV with an image column and a labels column (annotation label maps "
+    "on the scans' grids); relative paths are from the manifest's folder.",
+)
+@click.option(
+    "--mapping",
+    "mapping_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="YAML or JSON mapping of annotation label values to normal, "
+    "ground_glass, reticulation, honeycombing, emphysema or ignore.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model file to write (.joblib); use it with `fibrosis: {model: FILE}` "
+    "in radscl extract --params.",
+)
+@click.option(
+    "--classifier",
+    type=click.Choice(["gradient_boosting", "random_forest"]),
+    default="gradient_boosting",
+    show_default=True,
+)
+@click.option(
+    "--voxels-per-pattern",
+    default=20000,
+    show_default=True,
+    help="Most voxels of each pattern drawn from each scan.",
+)
+@click.option(
+    "--iterations",
+    default=150,
+    show_default=True,
+    help="Boosting iterations, or trees of the random forest.",
+)
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.pass_context
+def fibrosis_train(
+    ctx: click.Context,
+    manifest: Path,
+    mapping_file: Path,
+    out_file: Path,
+    classifier: str,
+    voxels_per_pattern: int,
+    iterations: int,
+    seed: int,
+) -> int:
+    """Fit a pattern classifier on annotated scans and save it."""
+    from radscl.extractors.fibrosis_training import train_from_manifest
+
+    model, path = train_from_manifest(
+        manifest,
+        mapping_file,
+        out_file,
+        classifier=classifier,
+        voxels_per_pattern=voxels_per_pattern,
+        iterations=iterations,
+        seed=seed,
+    )
+    if not ctx.obj.get("quiet"):
+        counts = ", ".join(
+            f"{name} {n}" for name, n in model.training["voxels_per_pattern"].items()
+        )
+        click.echo(f"model written to {path}: {model.description}; voxels: {counts}")
     return EXIT_OK

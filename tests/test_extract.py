@@ -327,6 +327,7 @@ def test_partial_files_are_never_taken_as_finished(cohort, mechanics_params, tmp
         [
             "features.json",
             *(["labels.nii.gz"] if (case_dir / "labels.nii.gz").exists() else []),
+            *(["patterns.nii.gz"] if (case_dir / "patterns.nii.gz").exists() else []),
         ]
     )
 

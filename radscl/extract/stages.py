@@ -127,11 +127,12 @@ class Stage:
 def _builtin_stages() -> tuple[Stage, ...]:
     """The stages radscl ships, each defined in its own module."""
     from radscl.extract.stage_airways import AIRWAYS
+    from radscl.extract.stage_fibrosis import FIBROSIS
     from radscl.extract.stage_lungs import LUNGS
     from radscl.extract.stage_radiomics import RADIOMICS
     from radscl.extract.stage_vessels import VESSELS
 
-    return (LUNGS, AIRWAYS, VESSELS, RADIOMICS)
+    return (LUNGS, AIRWAYS, VESSELS, FIBROSIS, RADIOMICS)
 
 
 #: The implemented stages, in the order they run.
