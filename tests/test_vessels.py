@@ -212,11 +212,6 @@ def full(phantom_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known shortfall: +15.5 % against the truth lung map (+11 % with the "
-    "segmented lungs); small airways the airway stage misses count as vessel",
-)
 def test_full_phantom_total_volume_within_15_percent(full):
     phantom, *_, features = full
     assert features["vessel_volume_ml"] == pytest.approx(
@@ -225,11 +220,6 @@ def test_full_phantom_total_volume_within_15_percent(full):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known shortfall: unsegmented small airways are taken as small vessels "
-    "and wide vessels' areas are underestimated (measured +44/+44/-28 %)",
-)
 def test_full_phantom_area_bins_within_25_percent(full):
     phantom, *_, features = full
     for name in BINS:
@@ -237,11 +227,6 @@ def test_full_phantom_area_bins_within_25_percent(full):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known shortfall: with 30 % fibrosis the vessel volume is +44 % of "
-    "truth; the mesh test lets reticular lines through",
-)
 def test_full_phantom_fibrosis_is_not_vessel(phantom_factory):
     phantom = phantom_factory("full", seed=0, fibrosis_pct=30.0)
     *_, vessels, features = _measure(phantom)

@@ -30,6 +30,12 @@ SETTINGS = {
         minimum=0.0,
         maximum=1.0,
     ),
+    "middle_scale_fill": Setting(
+        "float",
+        "share of the lung-to-blood contrast a tube best seen at 0.8-2 mm must reach",
+        minimum=0.0,
+        maximum=1.0,
+    ),
     "seed_length_mm": Setting(
         "float", "least extent of a connected group of seed voxels", minimum=0.0
     ),
