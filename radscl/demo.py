@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 #: Patient columns of the synthetic cohort that are its hidden truth.
 _TRUTH_PREFIX = "true_"
 
+#: The phantom draws fibrosis up to this extent; the cohort's rare patients
+#: beyond it are rendered at it (their truth says what was drawn).
+MAX_PHANTOM_FIBROSIS_PCT = 60.0
+
 #: Phantom truth columns compared with the extracted values.
 TRUTH_MEASURES = (
     "lung_volume_ml",
@@ -226,7 +230,7 @@ def _render_one(scan: dict, folder: Path) -> dict:
     phantom = make_phantom(
         "small",
         seed=int(scan["phantom_seed"]) % 100_000,
-        fibrosis_pct=float(scan["phantom_fibrosis_pct"]),
+        fibrosis_pct=min(float(scan["phantom_fibrosis_pct"]), MAX_PHANTOM_FIBROSIS_PCT),
         airway_dilation=float(scan["phantom_airway_dilation"]),
         vessel_scale=float(scan["phantom_vessel_scale"]),
         kernel=str(scan["phantom_kernel_style"]),

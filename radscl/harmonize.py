@@ -116,8 +116,10 @@ ACQUISITION_COLUMNS: frozenset[str] = frozenset(
 #: Names of the imaging features radscl writes (``features.csv``, with zone
 #: variants) and pyradiomics columns with their ``rad_`` prefix.
 IMAGING_FEATURE_PATTERN = re.compile(
-    r"^(lung_\w*volume\w*_ml|airway_\w+|vessel_\w+|fibrosis_extent\w*_pct"
-    r"|haa\w*_pct|laa950\w*_pct|mld\w*_hu|hist_(skewness|kurtosis)\w*|rad_\w+)$"
+    r"^(?!\w*_reason$)"
+    r"(lung_\w*volume\w*_ml|airway_\w+|vessel_\w+|fibrosis_\w+"
+    r"|(ggo|reticulation|honeycombing|emphysema)\w*_pct"
+    r"|haa\w*_pct|laa950\w*_pct|mld\w*_hu|hist_\w+|rad_\w+)$"
 )
 
 METHODS: tuple[str, ...] = ("parametric", "nonparametric")

@@ -323,13 +323,11 @@ def test_partial_files_are_never_taken_as_finished(cohort, mechanics_params, tmp
     features = pd.read_csv(out / "features.csv")
     assert code == 0
     assert list(features["case_id"]) == ["c01"]
-    assert sorted(p.name for p in case_dir.iterdir()) == sorted(
-        [
-            "features.json",
-            *(["labels.nii.gz"] if (case_dir / "labels.nii.gz").exists() else []),
-            *(["patterns.nii.gz"] if (case_dir / "patterns.nii.gz").exists() else []),
-        ]
-    )
+    assert sorted(p.name for p in case_dir.iterdir()) == [
+        "features.json",
+        "labels.nii.gz",
+        "qc.png",
+    ]
 
 
 def test_failures_are_retried_and_finished_cases_kept(

@@ -292,17 +292,35 @@ def _write_images(state, params: ExtractionParameters, case_dir: Path, progress)
     if state.label_map is not None and outputs["qc_picture"]:
         from radscl.report.qc import qc_picture
 
+        patterns, pattern_names = _abnormal_patterns(state.patterns)
         path = case_dir / storage.QC_FILE
         with storage.atomic_path(path) as temporary:
             qc_picture(
                 state.scan,
                 state.label_map,
                 temporary,
-                patterns=state.patterns,
+                patterns=patterns,
+                pattern_names=pattern_names,
                 title=f"radscl {state.case_id}",
             )
         files.append(path.name)
     return files
+
+
+def _abnormal_patterns(patterns):
+    """The pattern map with normal lung cleared, and the legend's names."""
+    if patterns is None:
+        return None, None
+    import numpy as np
+
+    from radscl.extractors.fibrosis import NORMAL
+    from radscl.extractors.fibrosis import PATTERN_FEATURES
+
+    names = {
+        value: name.replace("ggo", "ground glass")
+        for value, name in PATTERN_FEATURES.items()
+    }
+    return np.where(patterns == NORMAL, 0, patterns), names
 
 
 def _row(case: Case, state, findings: list[dict[str, Any]]) -> dict[str, Any]:

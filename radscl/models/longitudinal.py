@@ -47,7 +47,11 @@ TREE_MEASURE_PREFIXES: tuple[str, ...] = ("airway_", "vessel_")
 #: Measures read from the attenuation histogram or texture, which the
 #: reconstruction kernel shifts; a change across kernels is flagged.
 KERNEL_SENSITIVE_PREFIXES: tuple[str, ...] = (
-    "fibrosis_extent",
+    "fibrosis_",
+    "ggo_",
+    "reticulation_",
+    "honeycombing_",
+    "emphysema_",
     "haa",
     "laa",
     "mld_",
@@ -179,9 +183,15 @@ def biomarker_columns(frame: pd.DataFrame) -> list[str]:
     -------
     list of str
         Columns whose name starts with a biomarker stem
-        (:data:`BIOMARKER_PREFIXES`), in table order.
+        (:data:`BIOMARKER_PREFIXES`), in table order; the text columns giving
+        the reason a measurement is empty (``airway_reason``) are not
+        biomarkers.
     """
-    return [c for c in frame.columns if str(c).startswith(BIOMARKER_PREFIXES)]
+    return [
+        c
+        for c in frame.columns
+        if str(c).startswith(BIOMARKER_PREFIXES) and not str(c).endswith("_reason")
+    ]
 
 
 def validate_scan_features(

@@ -64,6 +64,14 @@ DEFAULT_BASELINE = ("fvc_pct", "dlco_pct")
 #: Scan metadata forming the harmonisation batch.
 DEFAULT_BATCH_COLUMNS = ("centre", "manufacturer", "kernel", "contiguous")
 
+#: Smallest harmonisation batch: smaller ones are merged with their nearest
+#: relative (see radscl.harmonize.make_batch), so that every batch keeps
+#: enough rows in each cross-validation training fold.
+MIN_BATCH_SCANS = 10
+
+#: Fewest patients for which random survival forests are fitted.
+MIN_FOREST_PATIENTS = 60
+
 #: Most QC thumbnails embedded (failed and flagged ones are always shown).
 MAX_THUMBNAILS = 24
 
@@ -349,13 +357,21 @@ def _qc_section(report, scans: pd.DataFrame, extraction: Path | None) -> None:
             + ", ".join(f"{code} ({n})" for code, n in counts.items())
             + "."
         )
-    ordered = flagged + [c for c in scans["case_id"].astype(str) if c not in flagged]
-    shown = ordered[: max(MAX_THUMBNAILS, len(flagged))]
+    warnings_per_case = dict(
+        zip(
+            scans["case_id"].astype(str),
+            flags.str.count(";") + (flags != ""),
+            strict=True,
+        )
+    )
+    ordered = sorted(scans["case_id"].astype(str), key=lambda c: -warnings_per_case[c])
+    shown = ordered[:MAX_THUMBNAILS]
     thumbnails = []
     for case_id in shown:
         picture = extraction / "cases" / case_id / "qc.png"
         if picture.is_file():
-            label = case_id + (" (flagged)" if case_id in flagged else "")
+            count = warnings_per_case[case_id]
+            label = case_id + (f" ({count} warnings)" if count else "")
             thumbnails.append((label, _thumbnail(picture)))
     if not thumbnails:
         report.paragraph("The extraction wrote no QC pictures.", note=True)
@@ -443,7 +459,10 @@ def _harmonisation_section(report, baseline_scans, settings, methods, out):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table["batch"] = make_batch(
-            table, batch_columns, n_covariates=len(covariates)
+            table,
+            batch_columns,
+            n_covariates=len(covariates),
+            min_size=MIN_BATCH_SCANS,
         ).to_numpy()
     for warning in caught:
         logger.info("%s", warning.message)
@@ -559,6 +578,16 @@ def _survival_section(
     if "batch" in table and table["batch"].nunique() > 1:
         covariates = [c for c in settings.covariates if _has_values(table, c)]
         harmonizer = ComBat(batch="batch", covariates=covariates, features=biomarkers)
+    estimators = list(settings.estimators)
+    if "rsf" in estimators and len(table) < MIN_FOREST_PATIENTS:
+        estimators.remove("rsf")
+        report.paragraph(
+            f"Random survival forests need at least {MIN_FOREST_PATIENTS} patients "
+            f"to grow beyond a single leaf; with {len(table)} only Cox models "
+            "are compared.",
+            note=True,
+        )
+    settings = dataclasses.replace(settings, estimators=tuple(estimators))
     horizons = _horizons(table[time], table[event])
     attempts = [harmonizer, None] if harmonizer is not None else [None]
     for attempt in attempts:
