@@ -1523,7 +1523,12 @@ def demo(ctx: click.Context, out_dir: Path, patients: int, jobs: int, seed: int)
     reporter = _ExtractProgress(show_bar=not quiet and sys.stderr.isatty())
     try:
         result = run_demo(
-            out_dir, n_patients=patients, jobs=jobs, seed=seed, reporter=reporter
+            out_dir,
+            n_patients=patients,
+            jobs=jobs,
+            seed=seed,
+            reporter=reporter,
+            announce=None if quiet else lambda line: click.echo(line, err=True),
         )
     finally:
         reporter.close()

@@ -80,6 +80,7 @@ def run_demo(
     jobs: int = 2,
     seed: int = 0,
     reporter=None,
+    announce=None,
 ) -> DemoResult:
     """Run the demo: cohort, scans, extraction, harmonisation, models, report.
 
@@ -96,6 +97,9 @@ def run_demo(
         Seed of the cohort and of the analyses.
     reporter : object, optional
         Progress callbacks of :func:`radscl.extract.cohort.extract_cohort`.
+    announce : callable, optional
+        Called with a one-line message as each step starts (the command line
+        prints it); the steps are logged either way.
 
     Returns
     -------
@@ -123,6 +127,11 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
 
+    def step(message: str) -> None:
+        logger.info("%s", message)
+        if announce is not None:
+            announce(message)
+
     started = time.perf_counter()
     cohort = synthetic_cohort(
         n_patients, n_centres=3, repeat_fraction=0.25, gapped_fraction=0.15, seed=seed
@@ -138,6 +147,7 @@ def run_demo(
         len(cohort.lung_function),
     )
 
+    step(f"rendering {len(cohort.scans)} scans of {len(cohort.patients)} patients")
     truth = render_scans(cohort.scans, out / "scans", jobs=jobs)
     truth.to_csv(out / "phantom_truth.csv", index=False)
     manifest = pd.DataFrame(
@@ -153,6 +163,7 @@ def run_demo(
     seconds["render"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    step("extracting lungs, airways, vessels and fibrosis")
     cases = collect_cases(
         manifest=out / "manifest.csv",
         reserved_columns=(*ACQUISITION_COLUMNS, QUALITY_COLUMN),
@@ -163,6 +174,7 @@ def run_demo(
     seconds["extract"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    step("harmonising, comparing with lung function, longitudinal analysis")
     features = pd.read_csv(out / "extraction" / "features.csv")
     report = build_cohort_report(
         features,
