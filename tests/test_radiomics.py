@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import shared_data
 from radiomics import featureextractor
 
 from radscl.errors import ParameterError
@@ -19,7 +20,6 @@ from radscl.errors import ScanError
 from radscl.extractors import radiomics as rad
 from radscl.io import Scan
 from radscl.io import ScanMetadata
-from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 FORWARDED = "radscl.extractors.radiomics.pyradiomics"
