@@ -43,6 +43,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from radscl.errors import ParameterError
+from radscl.extractors.density import check_zones
 from radscl.segmentation.airways import AirwaySegmentation
 from radscl.segmentation.lungs import LungSegmentation
 
@@ -106,16 +107,7 @@ def airway_features(
             raise ParameterError(
                 f"{name} {mask.shape} do not match the scan's shape {shape}"
             )
-    zones = dict(zones or {})
-    for name, mask in zones.items():
-        if name not in ZONES:
-            raise ParameterError(
-                f"unknown lung zone {name!r}; expected one of {list(ZONES)}"
-            )
-        if mask.shape != shape:
-            raise ParameterError(
-                f"zone {name!r} {mask.shape} does not match the scan's shape {shape}"
-            )
+    zones = check_zones(zones, shape, known=ZONES)
 
     features: dict[str, float | int | str] = dict.fromkeys(
         airway_feature_names(), math.nan

@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -130,14 +131,26 @@ def slice_weights(slice_positions_mm: np.ndarray | None, n_slices: int) -> np.nd
     return weights
 
 
-def check_zones(zones: Mapping[str, np.ndarray] | None, shape: tuple[int, ...]) -> dict:
+def check_zones(
+    zones: Mapping[str, np.ndarray] | None,
+    shape: tuple[int, ...],
+    known: Sequence[str] | None = None,
+) -> dict:
     """Validate a mapping of zone names to boolean masks on the scan's grid.
+
+    Parameters
+    ----------
+    zones : mapping of str to numpy.ndarray, optional
+    shape : tuple of int
+        The scan's shape.
+    known : sequence of str, optional
+        The zone names the caller reports; any other name is an error.
 
     Raises
     ------
     ParameterError
-        When a name is not lower-case letters and digits or a mask has the
-        wrong shape.
+        When a name is not lower-case letters and digits or not among
+        ``known``, or a mask has the wrong shape.
     """
     if zones is None:
         return {}
@@ -146,6 +159,10 @@ def check_zones(zones: Mapping[str, np.ndarray] | None, shape: tuple[int, ...]) 
         if not isinstance(name, str) or not _ZONE_NAME.match(name):
             raise ParameterError(
                 f"zone names must be lower-case letters and digits, but found {name!r}"
+            )
+        if known is not None and name not in known:
+            raise ParameterError(
+                f"unknown lung zone {name!r}; expected one of {list(known)}"
             )
         mask = np.asarray(mask)
         if mask.shape != tuple(shape):
